@@ -1,0 +1,120 @@
+"""Image augmentation that runs inside the compiled training step.
+
+All of it is `keras.ops` on whole batches, so it runs on the accelerator, under XLA,
+and on every Keras backend. Randomness comes from a `keras.random.SeedGenerator`
+owned by the layer: its state is a variable that checkpoints save and restore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import ops
+
+
+def _select_shift(padded, offsets, size: int, axis: int, num_offsets: int):
+    """Crop `size` pixels along `axis` of each image, starting at its own offset.
+
+    Every candidate crop is a static slice; the per-image choice is a one-hot weighted
+    sum, which is exact (1 * x + 0 * y) and compiles to fused element-wise ops.
+    """
+    choice = ops.one_hot(offsets, num_offsets, dtype=padded.dtype)  # (B, K)
+    result = 0.0
+    for offset in range(num_offsets):
+        if axis == 1:
+            crop = padded[:, offset : offset + size]
+        else:
+            crop = padded[:, :, offset : offset + size]
+        result = result + choice[:, offset, None, None, None] * crop
+    return result
+
+
+def random_translate(images, max_translation: int, seed):
+    """Translate each image by integers dy, dx drawn uniformly from
+    [-max_translation, max_translation], filling the border by reflection
+    (d c b | a b c d | c b a), as the Mean Teacher code's RandomTranslateWithReflect.
+
+    Args:
+        images: (B, H, W, C) float tensor.
+        max_translation: pixels; 0 returns the images unchanged.
+        seed: a `keras.random.SeedGenerator`.
+    """
+    if max_translation <= 0:
+        return images
+    batch_size = ops.shape(images)[0]
+    height, width = images.shape[1], images.shape[2]
+    pad = max_translation
+    padded = ops.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="reflect")
+    num_offsets = 2 * pad + 1
+    row_offsets = keras.random.randint((batch_size,), 0, num_offsets, seed=seed)
+    column_offsets = keras.random.randint((batch_size,), 0, num_offsets, seed=seed)
+    rows = _select_shift(padded, row_offsets, height, 1, num_offsets)
+    return _select_shift(rows, column_offsets, width, 2, num_offsets)
+
+
+def random_horizontal_flip(images, seed):
+    """Mirror each image left-right with probability 1/2."""
+    batch_size = ops.shape(images)[0]
+    flip = keras.random.uniform((batch_size, 1, 1, 1), seed=seed) < 0.5
+    return ops.where(flip, ops.flip(images, axis=2), images)
+
+
+@keras.saving.register_keras_serializable(package="lcmt_tf")
+class Augmentation(keras.layers.Layer):
+    """uint8 images -> normalized float32 images, randomly augmented when training.
+
+    Normalization (always): (x / 255 - mean) / std per channel. Augmentation (only with
+    training=True), in this order: random translation with reflection padding, random
+    horizontal flip, additive Gaussian noise on the normalized image.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        max_translation: int = 2,
+        horizontal_flip: bool = False,
+        noise_stddev: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.mean = tuple(float(value) for value in mean)
+        self.std = tuple(float(value) for value in std)
+        self.max_translation = int(max_translation)
+        self.horizontal_flip = bool(horizontal_flip)
+        self.noise_stddev = float(noise_stddev)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="augmentation_seed")
+        self.built = True
+
+    def call(self, images, training=False):
+        images = ops.cast(images, "float32") / 255.0
+        images = (images - ops.array(self.mean, "float32")) / ops.array(
+            self.std, "float32"
+        )
+        if not training:
+            return images
+        images = random_translate(images, self.max_translation, self.seed_generator)
+        if self.horizontal_flip:
+            images = random_horizontal_flip(images, self.seed_generator)
+        if self.noise_stddev > 0:
+            images = images + self.noise_stddev * keras.random.normal(
+                ops.shape(images), seed=self.seed_generator
+            )
+        return images
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "max_translation": self.max_translation,
+            "horizontal_flip": self.horizontal_flip,
+            "noise_stddev": self.noise_stddev,
+            "seed": self.seed,
+        }

@@ -1,0 +1,101 @@
+"""Loss functions of Mean Teacher + Local Clustering, written in `keras.ops`.
+
+Every function here is pure and backend-agnostic, so the same code runs inside the
+TensorFlow and the JAX `train_step`. Distances and reductions are computed in float32
+whatever the compute dtype of the network.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+
+def pairwise_mean_squared_distance(a, b):
+    """d_ij = mean over features of (a_i - b_j)^2.
+
+    Args:
+        a: (n, d) features.
+        b: (m, d) features.
+
+    Returns:
+        (n, m) distances. The difference is formed before squaring (not expanded as
+        |a|^2 + |b|^2 - 2ab), so identical vectors give exactly 0 at any norm.
+    """
+    a = ops.cast(a, "float32")
+    b = ops.cast(b, "float32")
+    difference = ops.expand_dims(a, 1) - ops.expand_dims(b, 0)
+    return ops.mean(ops.square(difference), axis=-1)
+
+
+def _neighbour_term(distances, epsilon):
+    """Eq. (4)-(5) for one block of pairs: sum(m * exp(-d/eps) * d) / sum(m).
+
+    Returns (term, neighbour_count). The mask m = [d <= eps] carries no gradient; the
+    term is 0 (not NaN) when the block has no neighbour pair.
+    """
+    mask = ops.stop_gradient(ops.cast(distances <= epsilon, "float32"))
+    weights = ops.exp(-distances / epsilon)
+    neighbour_count = ops.sum(mask)
+    weighted_sum = ops.sum(mask * weights * distances)
+    term = ops.where(
+        neighbour_count > 0, weighted_sum / ops.maximum(neighbour_count, 1.0), 0.0
+    )
+    return term, neighbour_count
+
+
+def local_clustering(z_labeled, z_unlabeled, epsilon):
+    """Local Clustering loss and the share of pairs within epsilon.
+
+    Args:
+        z_labeled: (n_l, d) features of the labeled images.
+        z_unlabeled: (n_u, d) features of the unlabeled images.
+        epsilon: neighbourhood radius (float or scalar tensor/variable), > 0.
+
+    Returns:
+        (loss, neighbor_fraction): loss = term(L, U) + term(U, U) as in eq. (5), where
+        the U-U block includes the i = j pairs; neighbor_fraction = neighbour pairs /
+        all pairs over those two blocks (labeled-labeled pairs are not used).
+    """
+    epsilon = ops.cast(epsilon, "float32")
+    labeled_unlabeled = pairwise_mean_squared_distance(z_labeled, z_unlabeled)
+    unlabeled_unlabeled = pairwise_mean_squared_distance(z_unlabeled, z_unlabeled)
+    term_lu, count_lu = _neighbour_term(labeled_unlabeled, epsilon)
+    term_uu, count_uu = _neighbour_term(unlabeled_unlabeled, epsilon)
+    total_pairs = ops.cast(
+        ops.size(labeled_unlabeled) + ops.size(unlabeled_unlabeled), "float32"
+    )
+    neighbor_fraction = ops.stop_gradient((count_lu + count_uu) / total_pairs)
+    return term_lu + term_uu, neighbor_fraction
+
+
+def local_clustering_loss(z_labeled, z_unlabeled, epsilon):
+    """The paper's Local Clustering loss, eq. (4)-(5), as a scalar.
+
+    See `local_clustering` for the exact semantics; this returns only the loss.
+    """
+    loss, _ = local_clustering(z_labeled, z_unlabeled, epsilon)
+    return loss
+
+
+def softmax_mse(student_logits, teacher_logits):
+    """Consistency cost: mean over batch and classes of (softmax(s) - softmax(t))^2.
+
+    Args:
+        student_logits: (n, k).
+        teacher_logits: (n, k); no gradient flows into it.
+    """
+    student_probabilities = ops.softmax(ops.cast(student_logits, "float32"), axis=-1)
+    teacher_probabilities = ops.stop_gradient(
+        ops.softmax(ops.cast(teacher_logits, "float32"), axis=-1)
+    )
+    return ops.mean(ops.square(student_probabilities - teacher_probabilities))
+
+
+def feature_spread(features):
+    """Mean over feature dimensions of the across-batch standard deviation.
+
+    A collapse of the feature distribution (every image mapped to one point, which the
+    paper reports for too large epsilon or LC weight) drives this towards 0.
+    """
+    features = ops.cast(features, "float32")
+    return ops.mean(ops.std(features, axis=0))

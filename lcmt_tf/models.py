@@ -1,0 +1,91 @@
+"""Networks with the (features, logits) contract that MeanTeacher trains.
+
+Each builder returns a functional `keras.Model` mapping normalized images to
+`[features, logits]`: `features` is the representation z = g(x) on which Local
+Clustering acts, `logits` = h(z).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+# PyTorch's BatchNorm2d defaults (momentum 0.1, eps 1e-5), as in the authors' code.
+_BN_MOMENTUM = 0.9
+_BN_EPSILON = 1e-5
+
+
+def _conv_bn_lrelu(x, filters: int, kernel_size: int, padding: str, name: str):
+    x = layers.Conv2D(
+        filters, kernel_size, padding=padding, use_bias=False, name=f"{name}_conv"
+    )(x)
+    x = layers.BatchNormalization(
+        momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn"
+    )(x)
+    return layers.LeakyReLU(negative_slope=0.1, name=f"{name}_lrelu")(x)
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+def conv_large(
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    width: float = 1.0,
+    dropout: float = 0.5,
+    name: str = "conv_large",
+) -> keras.Model:
+    """The 13-layer ConvNet of the Pi-model / Mean Teacher papers.
+
+    3 x conv3x3(128) -> maxpool 2 -> dropout -> 3 x conv3x3(256) -> maxpool 2 ->
+    dropout -> conv3x3(512, valid) -> conv1x1(256) -> conv1x1(128) -> global average
+    pool = z (128-d at width 1) -> dense(num_classes). Every conv is followed by batch
+    normalization and LeakyReLU(0.1). About 3.1 M parameters at width 1; `width`
+    scales every channel count.
+    """
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = inputs
+    for index in range(3):
+        x = _conv_bn_lrelu(x, _scaled(128, width), 3, "same", f"block1_{index}")
+    x = layers.MaxPooling2D(2, name="block1_pool")(x)
+    x = layers.Dropout(dropout, name="block1_dropout")(x)
+    for index in range(3):
+        x = _conv_bn_lrelu(x, _scaled(256, width), 3, "same", f"block2_{index}")
+    x = layers.MaxPooling2D(2, name="block2_pool")(x)
+    x = layers.Dropout(dropout, name="block2_dropout")(x)
+    x = _conv_bn_lrelu(x, _scaled(512, width), 3, "valid", "block3_0")
+    x = _conv_bn_lrelu(x, _scaled(256, width), 1, "valid", "block3_1")
+    x = _conv_bn_lrelu(x, _scaled(128, width), 1, "valid", "block3_2")
+    features = layers.GlobalAveragePooling2D(name="features")(x)
+    logits = layers.Dense(num_classes, name="logits")(features)
+    return keras.Model(inputs, [features, logits], name=name)
+
+
+def digits_net(
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (8, 8, 1),
+    width: float = 1.0,
+    dropout: float = 0.2,
+    name: str = "digits_net",
+) -> keras.Model:
+    """A small ConvNet for 8x8 grayscale digits, same contract as `conv_large`.
+
+    2 x conv3x3(32) -> maxpool 2 -> dropout -> 2 x conv3x3(64) -> conv1x1(64) ->
+    global average pool = z (64-d at width 1) -> dense(num_classes).
+    """
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = inputs
+    for index in range(2):
+        x = _conv_bn_lrelu(x, _scaled(32, width), 3, "same", f"block1_{index}")
+    x = layers.MaxPooling2D(2, name="block1_pool")(x)
+    x = layers.Dropout(dropout, name="block1_dropout")(x)
+    for index in range(2):
+        x = _conv_bn_lrelu(x, _scaled(64, width), 3, "same", f"block2_{index}")
+    x = _conv_bn_lrelu(x, _scaled(64, width), 1, "valid", "block2_2")
+    features = layers.GlobalAveragePooling2D(name="features")(x)
+    logits = layers.Dense(num_classes, name="logits")(features)
+    return keras.Model(inputs, [features, logits], name=name)
+
+
+MODEL_BUILDERS = {"conv_large": conv_large, "digits_net": digits_net}
