@@ -1,0 +1,72 @@
+"""Shared fixtures: small generated data sets and backend helpers.
+
+The Keras backend comes from KERAS_BACKEND (default here: tensorflow); CI runs the
+suite once per backend.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def backend_gradient(function, value: np.ndarray) -> np.ndarray:
+    """d function(x) / dx at `value`, with the active backend's autodiff."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        variable = tf.Variable(value)
+        with tf.GradientTape() as tape:
+            output = function(variable)
+        return tape.gradient(
+            output, variable, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        ).numpy()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(function)(value))
+    raise NotImplementedError(backend)
+
+
+def requires_backend(name: str):
+    return pytest.mark.skipif(
+        keras.backend.backend() != name, reason=f"needs the {name} backend"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _clear_keras_session():
+    keras.utils.set_random_seed(0)
+    yield
+    keras.backend.clear_session()
+
+
+def two_moons(num_points: int, noise: float, seed: int):
+    """Two interleaving half circles, a classic cluster-assumption data set.
+
+    Returns (points (N, 2) float32, labels (N,) int32).
+    """
+    rng = np.random.default_rng(seed)
+    half = num_points // 2
+    angle = rng.uniform(0, np.pi, size=num_points)
+    labels = np.repeat([0, 1], [half, num_points - half]).astype("int32")
+    x = np.where(labels == 0, np.cos(angle), 1 - np.cos(angle))
+    y = np.where(labels == 0, np.sin(angle), 0.5 - np.sin(angle))
+    points = np.stack([x, y], axis=1) + rng.normal(0, noise, size=(num_points, 2))
+    order = rng.permutation(num_points)
+    return points[order].astype("float32"), labels[order]
+
+
+@pytest.fixture
+def moons_images():
+    """Two moons as 1x1 'images' with 2 channels, scaled into [0, 255]."""
+    points, labels = two_moons(1200, noise=0.08, seed=0)
+    scaled = (points - points.min(0)) / (points.max(0) - points.min(0)) * 255.0
+    return scaled.reshape(-1, 1, 1, 2).astype("float32"), labels

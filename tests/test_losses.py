@@ -1,0 +1,161 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from conftest import backend_gradient
+from lcmt_tf.losses import (
+    feature_spread,
+    local_clustering,
+    local_clustering_loss,
+    softmax_mse,
+)
+
+
+def numpy_local_clustering(z_labeled, z_unlabeled, epsilon):
+    """Independent float64 reference of eq. (4)-(5), pair by pair."""
+    z_labeled = np.asarray(z_labeled, np.float64)
+    z_unlabeled = np.asarray(z_unlabeled, np.float64)
+
+    def term(block_a, block_b):
+        numerator, count = 0.0, 0
+        for a in block_a:
+            for b in block_b:
+                distance = np.mean((a - b) ** 2)
+                if distance <= epsilon:
+                    numerator += np.exp(-distance / epsilon) * distance
+                    count += 1
+        return (numerator / count if count else 0.0), count
+
+    term_lu, count_lu = term(z_labeled, z_unlabeled)
+    term_uu, count_uu = term(z_unlabeled, z_unlabeled)
+    pairs = len(z_labeled) * len(z_unlabeled) + len(z_unlabeled) ** 2
+    return term_lu + term_uu, (count_lu + count_uu) / pairs
+
+
+def as_numpy(value):
+    return float(ops.convert_to_numpy(value))
+
+
+@pytest.mark.parametrize("num_labeled,num_unlabeled", [(3, 5), (8, 16), (1, 1)])
+@pytest.mark.parametrize("epsilon", [0.5, 2.0, 8.0])
+def test_local_clustering_matches_numpy(num_labeled, num_unlabeled, epsilon):
+    rng = np.random.default_rng(num_labeled * 100 + int(epsilon * 10))
+    z_labeled = rng.normal(size=(num_labeled, 16)).astype("float32") * 1.5
+    z_unlabeled = rng.normal(size=(num_unlabeled, 16)).astype("float32") * 1.5
+    expected_loss, expected_fraction = numpy_local_clustering(z_labeled, z_unlabeled, epsilon)
+    loss, fraction = local_clustering(z_labeled, z_unlabeled, epsilon)
+    assert as_numpy(loss) == pytest.approx(expected_loss, rel=1e-5, abs=1e-7)
+    assert as_numpy(fraction) == pytest.approx(expected_fraction)
+    assert 0.0 < expected_fraction < 1.0 or num_unlabeled == 1 or epsilon == 8.0
+
+
+def test_no_neighbour_pair_gives_zero_not_nan():
+    # Features far apart: only the U-U diagonal (distance 0) is a neighbour pair.
+    z_labeled = np.array([[100.0, 0.0]], "float32")
+    z_unlabeled = np.array([[0.0, 100.0], [0.0, -100.0]], "float32")
+    loss, fraction = local_clustering(z_labeled, z_unlabeled, 1.0)
+    assert as_numpy(loss) == 0.0
+    assert as_numpy(fraction) == pytest.approx(2 / 6)
+    # Every term empty, when even the diagonal is excluded by a labeled-only case.
+    loss_lu_only = local_clustering_loss(z_labeled, z_unlabeled[:1], 1.0)
+    assert np.isfinite(as_numpy(loss_lu_only)) and as_numpy(loss_lu_only) == 0.0
+
+
+def test_every_pair_a_neighbour():
+    rng = np.random.default_rng(1)
+    z_labeled = rng.normal(size=(4, 8)).astype("float32") * 0.1
+    z_unlabeled = rng.normal(size=(6, 8)).astype("float32") * 0.1
+    expected_loss, expected_fraction = numpy_local_clustering(z_labeled, z_unlabeled, 100.0)
+    loss, fraction = local_clustering(z_labeled, z_unlabeled, 100.0)
+    assert expected_fraction == 1.0 and as_numpy(fraction) == 1.0
+    assert as_numpy(loss) == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_distance_exactly_epsilon_is_a_neighbour():
+    # d = mean([2^2, 0]) = 2 exactly in float32.
+    z_labeled = np.array([[2.0, 0.0]], "float32")
+    z_unlabeled = np.array([[0.0, 0.0]], "float32")
+    loss, fraction = local_clustering(z_labeled, z_unlabeled, 2.0)
+    # L-U term: exp(-1) * 2 / 1; U-U term: the diagonal, 0.
+    assert as_numpy(loss) == pytest.approx(2.0 * np.exp(-1.0), rel=1e-6)
+    assert as_numpy(fraction) == 1.0
+
+
+def test_large_norms_identical_vectors_have_zero_distance():
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(3, 128)).astype("float32") * 300.0  # norms in the thousands
+    z_labeled = base[:2]
+    z_unlabeled = np.concatenate([base[:1], base[2:], base[1:2]])
+    expected_loss, expected_fraction = numpy_local_clustering(z_labeled, z_unlabeled, 1.0)
+    loss, fraction = local_clustering(z_labeled, z_unlabeled, 1.0)
+    # Only exact duplicates are neighbours, with distance 0: the loss is exactly 0.
+    assert expected_loss == 0.0 and as_numpy(loss) == 0.0
+    assert as_numpy(fraction) == pytest.approx(expected_fraction)
+    assert expected_fraction == pytest.approx((2 + 3) / (2 * 3 + 3 * 3))
+
+
+def test_gradient_matches_finite_differences():
+    rng = np.random.default_rng(3)
+    num_labeled, num_unlabeled, dim, epsilon = 3, 4, 5, 1.5
+    flat = (rng.normal(size=(num_labeled + num_unlabeled, dim)) * 0.9).astype("float64")
+
+    def reference(values):
+        return numpy_local_clustering(values[:num_labeled], values[num_labeled:], epsilon)[0]
+
+    def keras_loss(values):
+        return local_clustering_loss(values[:num_labeled], values[num_labeled:], epsilon)
+
+    # No pair may sit within the finite-difference step of epsilon (the mask jumps there).
+    distances = ((flat[:, None] - flat[None]) ** 2).mean(-1)
+    assert np.abs(distances - epsilon).min() > 0.01
+    assert 0 < (distances <= epsilon).sum() < distances.size
+
+    gradient = backend_gradient(keras_loss, flat.astype("float32"))
+    step = 1e-4
+    numeric = np.zeros_like(flat)
+    for index in np.ndindex(flat.shape):
+        plus, minus = flat.copy(), flat.copy()
+        plus[index] += step
+        minus[index] -= step
+        numeric[index] = (reference(plus) - reference(minus)) / (2 * step)
+    np.testing.assert_allclose(gradient, numeric, rtol=2e-3, atol=2e-5)
+    assert np.abs(numeric).max() > 1e-2  # the check is not vacuous
+
+
+def test_softmax_mse_matches_numpy():
+    rng = np.random.default_rng(4)
+    student = rng.normal(size=(6, 10)).astype("float32")
+    teacher = rng.normal(size=(6, 10)).astype("float32")
+
+    def softmax(x):
+        e = np.exp(x - x.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    expected = np.mean((softmax(student.astype(np.float64)) - softmax(teacher.astype(np.float64))) ** 2)
+    assert as_numpy(softmax_mse(student, teacher)) == pytest.approx(expected, rel=1e-5)
+    assert as_numpy(softmax_mse(student, student)) == 0.0
+
+
+def test_softmax_mse_sends_no_gradient_to_teacher():
+    rng = np.random.default_rng(5)
+    student = rng.normal(size=(4, 3)).astype("float32")
+    teacher = rng.normal(size=(4, 3)).astype("float32")
+    gradient_teacher = backend_gradient(lambda t: softmax_mse(ops.convert_to_tensor(student), t), teacher)
+    gradient_student = backend_gradient(lambda s: softmax_mse(s, ops.convert_to_tensor(teacher)), student)
+    assert np.all(gradient_teacher == 0.0)
+    assert np.abs(gradient_student).max() > 0
+
+
+def test_feature_spread_is_zero_for_collapsed_features():
+    collapsed = np.tile(np.arange(8, dtype="float32"), (5, 1))
+    assert as_numpy(feature_spread(collapsed)) == 0.0
+    spread = np.random.default_rng(6).normal(size=(500, 8)).astype("float32")
+    assert as_numpy(feature_spread(spread)) == pytest.approx(np.std(spread, axis=0).mean(), rel=1e-5)
+
+
+def test_bfloat16_features_are_measured_in_float32():
+    z = keras.ops.cast(np.array([[1.0, 2.0], [1.0, 2.0]], "float32"), "bfloat16")
+    loss, fraction = local_clustering(z[:1], z[1:], 0.5)
+    assert ops.convert_to_numpy(loss).dtype == np.float32
+    assert as_numpy(fraction) == 1.0

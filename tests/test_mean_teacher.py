@@ -1,0 +1,252 @@
+import keras
+import numpy as np
+import pytest
+
+from lcmt_tf import (
+    Augmentation,
+    ConsistencyRampup,
+    LocalClusteringSchedule,
+    MeanTeacher,
+    digits_net,
+    linear_lr_decay,
+)
+from lcmt_tf.schedules import sigmoid_rampup
+
+
+def mlp_student(input_shape=(1, 1, 2), num_classes=2):
+    inputs = keras.Input(input_shape)
+    hidden = keras.layers.Flatten()(inputs)
+    hidden = keras.layers.Dense(64, activation="relu")(hidden)
+    features = keras.layers.Dense(32, activation="relu")(hidden)
+    return keras.Model(inputs, [features, keras.layers.Dense(num_classes)(features)])
+
+
+class RandomSemiSupervisedBatches(keras.utils.PyDataset):
+    """Batches drawn at random from labeled and unlabeled index sets."""
+
+    def __init__(self, images, labels, labeled, unlabeled, steps, seed):
+        super().__init__()
+        self.images, self.labels = images, labels
+        self.labeled, self.unlabeled = labeled, unlabeled
+        self.steps, self.rng = steps, np.random.default_rng(seed)
+
+    def __len__(self):
+        return self.steps
+
+    def __getitem__(self, index):
+        labeled = self.rng.choice(self.labeled, 32)
+        unlabeled = self.rng.choice(self.unlabeled, 128)
+        return {
+            "labeled_images": self.images[labeled],
+            "labels": self.labels[labeled],
+            "unlabeled_images": self.images[unlabeled],
+        }
+
+
+def random_batch(num_labeled=4, num_unlabeled=6, shape=(8, 8, 1), seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "labeled_images": rng.integers(0, 256, (num_labeled, *shape), dtype="uint8"),
+        "labels": rng.integers(0, 10, num_labeled).astype("int32"),
+        "unlabeled_images": rng.integers(0, 256, (num_unlabeled, *shape), dtype="uint8"),
+    }
+
+
+def small_mean_teacher(**kwargs):
+    augmentation = Augmentation(mean=[0.5], std=[0.25], max_translation=1, seed=0)
+    return MeanTeacher(digits_net(width=0.25), augmentation, **kwargs)
+
+
+def test_unlabeled_losses_train_the_teacher(moons_images):
+    """300 steps with 2 labels per class: Mean Teacher beats the labeled-only run."""
+    images, labels = moons_images
+    labeled = np.concatenate([np.flatnonzero(labels == c)[:2] for c in (0, 1)])
+    unlabeled = np.setdiff1d(np.arange(len(labels)), labeled)
+    accuracies = {}
+    for consistency_weight in (0.0, 30.0):
+        keras.utils.set_random_seed(0)
+        augmentation = Augmentation([0.5, 0.5], [0.25, 0.25], max_translation=0, noise_stddev=0.3, seed=0)
+        model = MeanTeacher(mlp_student(), augmentation, ema_decay=0.95, consistency_weight=consistency_weight)
+        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
+        batches = RandomSemiSupervisedBatches(images, labels, labeled, unlabeled, steps=50, seed=0)
+        model.fit(batches, epochs=6, verbose=0)
+        result = model.evaluate(images[unlabeled], labels[unlabeled], return_dict=True, verbose=0)
+        accuracies[consistency_weight] = result["teacher_accuracy"]
+    assert accuracies[30.0] > 0.85
+    assert accuracies[30.0] > accuracies[0.0] + 0.07, accuracies
+
+
+def test_teacher_is_the_closed_form_exponential_moving_average():
+    alpha = 0.8
+    model = small_mean_teacher(ema_decay=alpha, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    pairs = model._ema_pairs()
+    initial = [keras.ops.convert_to_numpy(t) for t, _ in pairs]
+    assert all(np.array_equal(t, keras.ops.convert_to_numpy(s)) for t, (_, s) in zip(initial, pairs))
+
+    recorded = []
+
+    class RecordStudent(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if keras.backend.backend() == "jax":
+                model.jax_state_sync()  # JAX keeps the state outside the variables in fit.
+            recorded.append([keras.ops.convert_to_numpy(s) for _, s in model._ema_pairs()])
+
+    batches = [random_batch(seed=seed) for seed in range(5)]
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return len(batches)
+
+        def __getitem__(self, index):
+            return batches[index]
+
+    model.fit(Batches(), epochs=1, verbose=0, callbacks=[RecordStudent()])
+    steps = len(recorded)
+    assert steps == 5
+    for index, (teacher_variable, _) in enumerate(model._ema_pairs()):
+        expected = alpha**steps * initial[index]
+        for step, student_weights in enumerate(recorded, start=1):
+            expected = expected + alpha ** (steps - step) * (1 - alpha) * student_weights[index]
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(teacher_variable), expected, rtol=1e-5, atol=1e-6
+        )
+    # The student really moved, so the check above is not trivially true.
+    assert not np.allclose(recorded[-1][0], initial[0])
+
+
+def test_teacher_batch_norm_statistics_come_from_its_own_passes():
+    model = small_mean_teacher(ema_decay=0.5)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    batch = random_batch(seed=1)
+
+    class OneBatch(keras.utils.PyDataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return batch
+
+    moving = lambda network: [  # noqa: E731
+        keras.ops.convert_to_numpy(v) for v in network.non_trainable_weights if "moving_mean" in v.path
+    ]
+    before_student, before_teacher = moving(model.student), moving(model.teacher)
+    model.fit(OneBatch(), epochs=1, verbose=0)
+    after_student, after_teacher = moving(model.student), moving(model.teacher)
+    # Both moved, and the teacher's is not the EMA of the student's.
+    assert not np.allclose(after_teacher[0], before_teacher[0])
+    assert not np.allclose(after_student[0], before_student[0])
+    ema = 0.5 * before_teacher[0] + 0.5 * after_student[0]
+    assert not np.allclose(after_teacher[0], ema)
+    assert model.teacher.trainable_weights == []
+    assert len(model.trainable_variables) == len(model.student.trainable_variables)
+
+
+def test_metrics_and_callbacks_drive_the_weights():
+    model = small_mean_teacher(ema_decay=0.9, lc_epsilon=100.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True))
+    batches = [random_batch(seed=seed) for seed in range(2)]
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return batches[index]
+
+    callbacks = [
+        ConsistencyRampup(max_weight=100.0, rampup_epochs=3),
+        LocalClusteringSchedule(max_weight=10.0, start_epoch=2, rampup_epochs=2, epsilon=50.0),
+        linear_lr_decay(0.05, decay_start=3, decay_end=5),
+    ]
+    history = model.fit(Batches(), epochs=5, verbose=0, callbacks=callbacks).history
+    expected_lambda1 = [100.0 * sigmoid_rampup(epoch, 3) for epoch in range(5)]
+    expected_lambda2 = [0.0, 0.0] + [10.0 * sigmoid_rampup(epoch - 2, 2) for epoch in range(2, 5)]
+    np.testing.assert_allclose(history["lambda1"], expected_lambda1, rtol=1e-6)
+    np.testing.assert_allclose(history["lambda2"], expected_lambda2, rtol=1e-6)
+    np.testing.assert_allclose(history["learning_rate"], [0.05, 0.05, 0.05, 0.05, 0.05 / 2], rtol=1e-6)
+    expected_keys = {
+        "loss", "ce", "consistency", "lc", "lc_neighbor_fraction", "feature_spread",
+        "student_accuracy", "teacher_accuracy", "lambda1", "lambda2",
+    }
+    assert expected_keys <= set(history)
+    assert float(keras.ops.convert_to_numpy(model.lc_epsilon)) == 50.0
+    # loss = ce + lambda1 * consistency + lambda2 * lc, epoch averages of per-step values
+    # with constant weights inside an epoch.
+    for epoch in range(5):
+        combined = (
+            history["ce"][epoch]
+            + history["lambda1"][epoch] * history["consistency"][epoch]
+            + history["lambda2"][epoch] * history["lc"][epoch]
+        )
+        assert history["loss"][epoch] == pytest.approx(combined, rel=1e-4)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_changing_weights_does_not_retrace(jit_compile):
+    if keras.backend.backend() == "jax" and not jit_compile:
+        pytest.skip("without jit, JAX runs the step eagerly: nothing is traced")
+    model = small_mean_teacher(ema_decay=0.9)
+    traces = []
+    forward = model._forward
+
+    def counting_forward(data):
+        traces.append(1)  # Python runs only while the step is traced.
+        return forward(data)
+
+    model._forward = counting_forward
+    model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
+    batch = random_batch(num_labeled=4, num_unlabeled=6)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return batch
+
+    callbacks = [
+        ConsistencyRampup(100.0, 3),
+        LocalClusteringSchedule(10.0, start_epoch=1, rampup_epochs=2, epsilon=2.0),
+    ]
+    history = model.fit(Batches(), epochs=4, verbose=0, callbacks=callbacks).history
+    assert np.all(np.isfinite(history["loss"]))
+    assert len(traces) == 1
+
+
+def test_evaluate_predict_and_keras_file_round_trip(tmp_path):
+    model = small_mean_teacher(ema_decay=0.7, consistency_weight=3.0, lc_weight=2.0, lc_epsilon=4.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    batches = [random_batch(seed=seed) for seed in range(3)]
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            return batches[index]
+
+    model.fit(Batches(), epochs=1, verbose=0)
+    rng = np.random.default_rng(9)
+    images = rng.integers(0, 256, (12, 8, 8, 1), dtype="uint8")
+    labels = rng.integers(0, 10, 12)
+    result = model.evaluate(images, labels, return_dict=True, verbose=0)
+    assert set(result) == {"student_accuracy", "teacher_accuracy"}
+
+    predictions = model.predict(images, verbose=0)
+    normalized = model.augmentation(images, training=False)
+    _, teacher_logits = model.teacher(normalized, training=False)
+    np.testing.assert_allclose(predictions, keras.ops.convert_to_numpy(teacher_logits), rtol=1e-5, atol=1e-6)
+    teacher_correct = np.mean(np.argmax(predictions, 1) == labels)
+    assert result["teacher_accuracy"] == pytest.approx(teacher_correct)
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert isinstance(restored, MeanTeacher)
+    np.testing.assert_array_equal(restored.predict(images, verbose=0), predictions)
+    for name in ("consistency_weight", "lc_weight", "lc_epsilon"):
+        assert float(keras.ops.convert_to_numpy(getattr(restored, name))) == float(
+            keras.ops.convert_to_numpy(getattr(model, name))
+        )
+    assert restored.ema_decay == 0.7
