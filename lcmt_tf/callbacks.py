@@ -7,6 +7,9 @@ the epoch's logs, where TensorBoard and the progress bar pick it up.
 
 from __future__ import annotations
 
+import logging
+import math
+
 import keras
 
 from lcmt_tf.schedules import linear_decay, sigmoid_rampup
@@ -86,3 +89,67 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         }
         if logs is not None:
             logs.update(self.last_result)
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops training at the first NaN or Inf loss and records why in `stop_reason`.
+
+    Unlike keras.callbacks.TerminateOnNaN it keeps the reason, so the run can write it
+    into results.json; ResumeCheckpoint does not save the failed epoch.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.stop_reason: str | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.stop_reason = (
+                f"non-finite loss ({float(loss)}) at epoch {self._epoch + 1}, step {batch + 1}"
+            )
+            logging.error("Stopping: %s; the last good checkpoint is kept.", self.stop_reason)
+            self.model.stop_training = True
+
+
+class CollapseMonitor(keras.callbacks.Callback):
+    """Detects the distribution collapse that too large an epsilon or LC weight causes.
+
+    Each epoch it compares the student's feature spread (mean across-batch std of the
+    features) with the largest spread seen so far in the run; below `spread_ratio` of it
+    the features have collapsed. It logs `feature_spread_ratio` and `collapsed` (0/1)
+    for TensorBoard, warns, and with `stop=True` stops training.
+    """
+
+    def __init__(self, spread_ratio: float = 0.02, stop: bool = False):
+        super().__init__()
+        self.spread_ratio = float(spread_ratio)
+        self.stop = stop
+        self.reference_spread = 0.0
+        self.stop_reason: str | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or "feature_spread" not in logs:
+            return
+        spread = float(logs["feature_spread"])
+        self.reference_spread = max(self.reference_spread, spread)
+        ratio = spread / self.reference_spread if self.reference_spread > 0 else 1.0
+        collapsed = ratio < self.spread_ratio
+        logs["feature_spread_ratio"] = ratio
+        logs["collapsed"] = float(collapsed)
+        if not collapsed:
+            return
+        message = (
+            f"feature distribution collapse at epoch {epoch + 1}: feature spread {spread:.3g} "
+            f"is {ratio:.2%} of its peak, LC neighbour fraction "
+            f"{float(logs.get('lc_neighbor_fraction', float('nan'))):.3f}; "
+            "lower --lc_epsilon or --lc_weight"
+        )
+        logging.warning(message)
+        if self.stop:
+            self.stop_reason = message
+            self.model.stop_training = True

@@ -1,0 +1,97 @@
+"""Crash-safe run state: every file is written to a temporary name and renamed.
+
+Keras' BackupAndRestore saves weights and optimizer state, but not the state of the
+random generators (augmentation, dropout), and it writes in place. A resumed run
+must replay exactly what an uninterrupted run does, and a kill during a write must
+leave the previous copy readable, so `ResumeCheckpoint` saves every model variable
+(seed-generator states included) and every optimizer variable in one .npz file,
+written to a temporary name and renamed over the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import keras
+import numpy as np
+
+
+def atomic_write(path: str, write) -> None:
+    """Calls write(temporary_path), then renames it to `path` (atomic on POSIX)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    suffix = os.path.splitext(path)[1]
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    os.close(handle)
+    try:
+        write(temporary)
+        with open(temporary, "rb") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def atomic_write_json(path: str, value: Any) -> None:
+    def write(temporary):
+        with open(temporary, "w") as file:
+            json.dump(value, file, indent=2, sort_keys=True)
+            file.write("\n")
+
+    atomic_write(path, write)
+
+
+def _state_variables(model: keras.Model) -> list:
+    return [*model.variables, *model.optimizer.variables]
+
+
+def save_training_state(model: keras.Model, path: str, epoch: int) -> None:
+    """Saves every model and optimizer variable and the next epoch to `path` (.npz)."""
+    arrays = {
+        f"v{index:05d}": keras.ops.convert_to_numpy(variable)
+        for index, variable in enumerate(_state_variables(model))
+    }
+    arrays["next_epoch"] = np.array(epoch)
+
+    def write(temporary):
+        with open(temporary, "wb") as file:
+            np.savez(file, **arrays)
+
+    atomic_write(path, write)
+
+
+def load_training_state(model: keras.Model, path: str) -> int:
+    """Restores what save_training_state wrote; returns the epoch to continue at."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    variables = _state_variables(model)
+    with np.load(path) as archive:
+        saved = len(archive.files) - 1
+        if saved != len(variables):
+            raise ValueError(f"{path} holds {saved} variables, the model has {len(variables)}")
+        for index, variable in enumerate(variables):
+            variable.assign(archive[f"v{index:05d}"])
+        return int(archive["next_epoch"])
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    """Saves the full training state at the end of every epoch that ended well.
+
+    An epoch cut short by another callback (a NaN loss, a collapse) is not saved, so
+    the file always holds the last good state.
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training:
+            return
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            return
+        save_training_state(self.model, self.path, epoch + 1)

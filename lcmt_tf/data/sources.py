@@ -1,0 +1,236 @@
+"""Where images come from: `--dataset` names a source, each returns an ImageDataset.
+
+Sources:
+    cifar10, svhn     tensorflow-datasets (`cifar10`, `svhn_cropped`) under data_dir
+    npz:PATH          x_train, y_train, x_test, y_test arrays
+    folder:PATH       PATH/{train,test}/<class>/*.png|jpg, class = sorted folder index
+    digits            scikit-learn's bundled 8x8 digits, fixed stratified test split
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+
+import numpy as np
+
+from lcmt_tf.errors import UserInputError
+
+# tensorflow-datasets names of the benchmark data sets.
+TFDS_NAMES = {"cifar10": "cifar10", "svhn": "svhn_cropped"}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+DIGITS_TEST_FRACTION = 0.25
+DIGITS_SPLIT_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+    """uint8 images (N, H, W, C) and int32 labels in 0..num_classes-1."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    def channel_mean_std(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images, in [0, 1] units."""
+        axes = (0, 1, 2)
+        mean = np.mean(self.x_train, axis=axes, dtype=np.float64) / 255.0
+        mean_square = np.mean(np.square(self.x_train, dtype=np.float64), axis=axes) / 255.0**2
+        std = np.sqrt(np.maximum(mean_square - mean**2, 0.0))
+        return mean.tolist(), np.maximum(std, 1e-3).tolist()
+
+
+def source_kind(dataset: str) -> str:
+    """'tfds', 'npz', 'folder' or 'digits'; raises UserInputError for anything else."""
+    if dataset in TFDS_NAMES:
+        return "tfds"
+    if dataset == "digits":
+        return "digits"
+    prefix, _, path = dataset.partition(":")
+    if prefix in ("npz", "folder") and path:
+        return prefix
+    raise UserInputError(
+        f"--dataset={dataset!r} is not a known source: use cifar10, svhn, digits, "
+        "npz:PATH or folder:PATH"
+    )
+
+
+def load_dataset(dataset: str, data_dir: str | None = None, download: bool = False) -> ImageDataset:
+    """Loads and validates the source named by `dataset` (see the module docstring)."""
+    kind = source_kind(dataset)
+    if kind == "tfds":
+        return _validated(dataset, *_load_tfds(TFDS_NAMES[dataset], data_dir, download))
+    if kind == "digits":
+        return _validated(dataset, *_load_digits())
+    path = dataset.partition(":")[2]
+    if not os.path.exists(path):
+        raise UserInputError(f"--dataset={dataset}: {path} does not exist")
+    loader = _load_npz if kind == "npz" else _load_folder
+    return _validated(dataset, *loader(path))
+
+
+def _load_tfds(name: str, data_dir: str | None, download: bool):
+    import tensorflow_datasets as tfds
+
+    try:
+        splits = tfds.load(
+            name, split=["train", "test"], data_dir=data_dir, as_supervised=True, download=download
+        )
+    except Exception as error:  # tfds raises assertion, import and network errors alike
+        where = data_dir or "the default tensorflow-datasets folder (~/tensorflow_datasets)"
+        how = (
+            "download it where there is internet (`tfds build "
+            f"{name} --data_dir=DIR`, or rerun there with --download) and pass "
+            "--data_dir=DIR, or use --dataset=npz:PATH or --dataset=folder:PATH"
+        )
+        raise UserInputError(
+            f"{name} is not available in {where} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:120] if str(error) else 'no detail'}); {how}"
+        ) from None
+    arrays = []
+    for split in splits:
+        images, labels = [], []
+        for image, label in tfds.as_numpy(split):
+            images.append(image)
+            labels.append(label)
+        arrays += [np.stack(images), np.asarray(labels)]
+    return (*arrays, None)
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = bunch.target.astype(np.int32)
+    rng = np.random.default_rng(DIGITS_SPLIT_SEED)
+    test = np.zeros(len(labels), bool)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        test[members[: int(round(len(members) * DIGITS_TEST_FRACTION))]] = True
+    return images[~test], labels[~test], images[test], labels[test], 10
+
+
+def _load_npz(path: str):
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(archive.files)
+            if missing:
+                raise UserInputError(
+                    f"{path} lacks the arrays {sorted(missing)}; it needs x_train, "
+                    "y_train, x_test, y_test"
+                )
+            arrays = [archive[key] for key in ("x_train", "y_train", "x_test", "y_test")]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        if isinstance(error, UserInputError):
+            raise
+        raise UserInputError(f"cannot read {path} as a .npz archive: {error}") from None
+    x_train, y_train, x_test, y_test = arrays
+    for name, images in (("x_train", x_train), ("x_test", x_test)):
+        if images.ndim == 3:
+            continue
+        if images.ndim != 4:
+            raise UserInputError(
+                f"{path}: {name} has shape {images.shape}; expected N x H x W x C images"
+            )
+    x_train, x_test = (x[..., None] if x.ndim == 3 else x for x in (x_train, x_test))
+    for name, images in (("x_train", x_train), ("x_test", x_test)):
+        if images.dtype != np.uint8:
+            raise UserInputError(
+                f"{path}: {name} has dtype {images.dtype}; expected uint8 images (0..255)"
+            )
+    return x_train, y_train, x_test, y_test, None
+
+
+def _read_image(path: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            array = np.asarray(image)
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        raise UserInputError(f"cannot read image {path}: corrupt or truncated ({error})") from None
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _read_folder_split(root: str, split: str, classes: list[str]):
+    images, labels, shapes = [], [], {}
+    for label, name in enumerate(classes):
+        class_dir = os.path.join(root, split, name)
+        if not os.path.isdir(class_dir):
+            raise UserInputError(f"{class_dir} is missing: train/ and test/ need the same class folders")
+        for file_name in sorted(os.listdir(class_dir)):
+            if not file_name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            file_path = os.path.join(class_dir, file_name)
+            image = _read_image(file_path)
+            shapes.setdefault(image.shape, file_path)
+            if len(shapes) > 1:
+                (first_shape, first_path), (shape, path) = list(shapes.items())[:2]
+                raise UserInputError(
+                    f"images of different shapes: {path} is {shape}, {first_path} is "
+                    f"{first_shape}; resize them to one shape"
+                )
+            images.append(image)
+            labels.append(label)
+    if not images:
+        raise UserInputError(f"no .png or .jpg images under {os.path.join(root, split)}")
+    return np.stack(images).astype(np.uint8), np.asarray(labels, np.int32), next(iter(shapes))
+
+
+def _load_folder(root: str):
+    train_dir = os.path.join(root, "train")
+    if not os.path.isdir(train_dir) or not os.path.isdir(os.path.join(root, "test")):
+        raise UserInputError(f"{root} needs train/<class>/ and test/<class>/ folders of images")
+    classes = sorted(
+        entry for entry in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, entry))
+    )
+    if len(classes) < 2:
+        raise UserInputError(f"{train_dir} needs one folder per class, at least two")
+    x_train, y_train, train_shape = _read_folder_split(root, "train", classes)
+    x_test, y_test, test_shape = _read_folder_split(root, "test", classes)
+    if train_shape != test_shape:
+        raise UserInputError(
+            f"train images are {train_shape} but test images are {test_shape} in {root}"
+        )
+    return x_train, y_train, x_test, y_test, len(classes)
+
+
+def _validated(name, x_train, y_train, x_test, y_test, num_classes) -> ImageDataset:
+    """Checks shapes and labels; infers the class count when the source has none."""
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise UserInputError(
+            f"{name}: train images are {x_train.shape[1:]} but test images are {x_test.shape[1:]}"
+        )
+    for split, images, labels in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise UserInputError(
+                f"{name}: {len(images)} {split} images but labels of shape {labels.shape}"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise UserInputError(f"{name}: {split} labels have dtype {labels.dtype}; expected integers")
+    if num_classes is None:
+        num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    for split, labels in (("train", y_train), ("test", y_test)):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        if bad.size:
+            raise UserInputError(
+                f"{name}: {split} label {int(bad[0])} is outside 0..{num_classes - 1}"
+            )
+    return ImageDataset(
+        name=name,
+        x_train=np.ascontiguousarray(x_train, np.uint8),
+        y_train=y_train.astype(np.int32),
+        x_test=np.ascontiguousarray(x_test, np.uint8),
+        y_test=y_test.astype(np.int32),
+        num_classes=int(num_classes),
+    )

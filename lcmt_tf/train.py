@@ -1,0 +1,273 @@
+"""run(config): data + model -> fit with callbacks -> metrics, checkpoints, results.
+
+Files in config.model_dir:
+    config.json              the resolved configuration
+    labeled_indices.json     training-set indices of the labeled images
+    training_state.npz       full state after the last completed epoch (for resume)
+    tensorboard/             per-epoch scalars
+    model.keras              the final MeanTeacher (student + teacher)
+    results.json             final test errors, epochs run, wall time, why it stopped
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from typing import Any
+
+import keras
+import numpy as np
+
+from lcmt_tf.augment import Augmentation
+from lcmt_tf.callbacks import (
+    CollapseMonitor,
+    ConsistencyRampup,
+    LocalClusteringSchedule,
+    NonFiniteLossGuard,
+    PeriodicEvaluation,
+    linear_lr_decay,
+)
+from lcmt_tf.checkpoint import (
+    ResumeCheckpoint,
+    atomic_write,
+    atomic_write_json,
+    load_training_state,
+)
+from lcmt_tf.config import RESUMABLE_DIFFERENCES, TrainConfig
+from lcmt_tf.data import (
+    ImageDataset,
+    LabeledBatches,
+    SemiSupervisedBatches,
+    load_dataset,
+    stratified_label_split,
+)
+from lcmt_tf.errors import UserInputError
+from lcmt_tf.mean_teacher import MeanTeacher
+from lcmt_tf.models import MODEL_BUILDERS
+
+CONFIG_FILE = "config.json"
+INDICES_FILE = "labeled_indices.json"
+STATE_FILE = "training_state.npz"
+RESULTS_FILE = "results.json"
+MODEL_FILE = "model.keras"
+TENSORBOARD_DIR = "tensorboard"
+RUN_FILES = (CONFIG_FILE, INDICES_FILE, STATE_FILE, RESULTS_FILE, MODEL_FILE)
+EVALUATION_BATCH_SIZE = 500
+MIN_CONV_LARGE_SIZE = 12  # two 2x poolings, then a 3x3 'valid' convolution
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in config.items() if key not in RESUMABLE_DIFFERENCES}
+
+
+def check_run_directory(config: TrainConfig) -> bool:
+    """Checks model_dir before anything is written; returns True to resume.
+
+    Refuses a directory that is not writable, or that holds a run with another
+    configuration (unless --overwrite).
+    """
+    model_dir = config.model_dir
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise UserInputError(f"--model_dir={model_dir} is a file, not a directory")
+    probe = model_dir if os.path.isdir(model_dir) else os.path.dirname(os.path.abspath(model_dir))
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as error:
+        raise UserInputError(
+            f"--model_dir={model_dir} is not writable ({error.strerror}); choose another directory"
+        ) from None
+    config_path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(config_path) or config.overwrite:
+        return False
+    try:
+        with open(config_path) as file:
+            previous = json.load(file)
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"cannot read {config_path} ({error}); use --overwrite to start anew") from None
+    differences = sorted(
+        key
+        for key in set(_comparable(previous)) | set(_comparable(config.to_dict()))
+        if previous.get(key) != config.to_dict().get(key)
+    )
+    if differences:
+        shown = ", ".join(f"{key}: {previous.get(key)!r} -> {config.to_dict().get(key)!r}" for key in differences[:3])
+        raise UserInputError(
+            f"--model_dir={model_dir} holds a run with a different configuration ({shown}); "
+            "use another --model_dir, or --overwrite to replace it"
+        )
+    return True
+
+
+def _clear_run_files(model_dir: str) -> None:
+    for name in RUN_FILES:
+        path = os.path.join(model_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+    shutil.rmtree(os.path.join(model_dir, TENSORBOARD_DIR), ignore_errors=True)
+
+
+def configure_backend(config: TrainConfig) -> None:
+    """Seeds, determinism and the dtype policy, before any model is built."""
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    policy = {"": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+    keras.config.set_dtype_policy(policy[config.mixed_precision])
+
+
+def build_model(config: TrainConfig, dataset: ImageDataset) -> MeanTeacher:
+    """The compiled MeanTeacher for this configuration and data."""
+    height, width, _ = dataset.image_shape
+    if config.model == "conv_large" and min(height, width) < MIN_CONV_LARGE_SIZE:
+        raise UserInputError(
+            f"conv_large needs images of at least {MIN_CONV_LARGE_SIZE}x{MIN_CONV_LARGE_SIZE}, "
+            f"{dataset.name} has {height}x{width}; use --model=digits_net"
+        )
+    if config.translate >= min(height, width):
+        raise UserInputError(f"--translate={config.translate} must be smaller than the image size {height}x{width}")
+    student = MODEL_BUILDERS[config.model](
+        num_classes=dataset.num_classes, input_shape=dataset.image_shape, width=config.width
+    )
+    mean, std = dataset.channel_mean_std()
+    augmentation = Augmentation(
+        mean,
+        std,
+        max_translation=config.translate,
+        horizontal_flip=config.hflip,
+        noise_stddev=config.input_noise,
+        seed=config.seed,
+    )
+    model = MeanTeacher(
+        student,
+        augmentation,
+        ema_decay=config.ema_decay,
+        consistency_weight=0.0,
+        lc_weight=0.0,
+        lc_epsilon=config.lc_epsilon,
+    )
+    optimizer = keras.optimizers.SGD(
+        learning_rate=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay or None,
+    )
+    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+    return model
+
+
+def _tensorboard_callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
+    try:
+        import tensorflow  # noqa: F401  (Keras' TensorBoard callback writes with tf.summary)
+    except ImportError:
+        logging.warning("TensorFlow is not installed: no TensorBoard logs are written.")
+        return []
+    return [
+        keras.callbacks.TensorBoard(
+            log_dir=os.path.join(model_dir, TENSORBOARD_DIR), write_graph=False, profile_batch=0
+        )
+    ]
+
+
+def run(config: TrainConfig) -> dict[str, Any]:
+    """Trains (or resumes) the run described by `config`; returns the results dict."""
+    config.validate()
+    resuming = check_run_directory(config)
+    dataset = load_dataset(config.dataset, config.data_dir, config.download)
+    labeled, unlabeled = stratified_label_split(
+        dataset.y_train, config.num_labels, dataset.num_classes, config.label_seed
+    )
+    if len(unlabeled) < config.unlabeled_batch_size:
+        raise UserInputError(
+            f"{len(unlabeled)} unlabeled images do not fill one batch of "
+            f"--unlabeled_batch_size={config.unlabeled_batch_size}"
+        )
+    configure_backend(config)
+    model = build_model(config, dataset)
+
+    # Everything above only reads; from here on the run directory is written.
+    model_dir = config.model_dir
+    os.makedirs(model_dir, exist_ok=True)
+    if config.overwrite:
+        _clear_run_files(model_dir)
+    state_path = os.path.join(model_dir, STATE_FILE)
+    initial_epoch = 0
+    if resuming and os.path.exists(state_path):
+        initial_epoch = load_training_state(model, state_path)
+        logging.info("Resuming %s at epoch %d.", model_dir, initial_epoch + 1)
+    atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
+    atomic_write_json(
+        os.path.join(model_dir, INDICES_FILE),
+        {"dataset": config.dataset, "label_seed": config.label_seed, "labeled_indices": labeled.tolist()},
+    )
+
+    batches = SemiSupervisedBatches(
+        dataset.x_train,
+        dataset.y_train,
+        labeled,
+        unlabeled,
+        config.labeled_batch_size,
+        config.unlabeled_batch_size,
+        seed=config.seed,
+    )
+    test_batches = LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
+    nan_guard = NonFiniteLossGuard()
+    collapse_monitor = CollapseMonitor(stop=config.stop_on_collapse)
+    evaluation = PeriodicEvaluation(test_batches, config.eval_every, config.epochs)
+    callbacks = [
+        batches.epoch_callback(),
+        ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
+        LocalClusteringSchedule(
+            config.lc_weight, config.lc_start_epoch, config.lc_rampup_epochs, config.lc_epsilon
+        ),
+        linear_lr_decay(config.lr, config.lr_decay_start(), config.epochs),
+        nan_guard,
+        collapse_monitor,
+        evaluation,
+        ResumeCheckpoint(state_path),
+        *_tensorboard_callbacks(model_dir),
+    ]
+
+    start = time.time()
+    epochs_run = initial_epoch
+    if initial_epoch < config.epochs:
+        history = model.fit(
+            batches,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=config.verbose,
+        )
+        epochs_run = initial_epoch + len(history.epoch)
+    stop_reason = nan_guard.stop_reason or collapse_monitor.stop_reason
+    if nan_guard.stop_reason:
+        # Report the last good state, not the diverged weights.
+        epochs_run = load_training_state(model, state_path) if os.path.exists(state_path) else 0
+
+    final = model.evaluate(test_batches, verbose=0, return_dict=True)
+    results = {
+        "student_test_error": 100.0 * (1.0 - float(final["student_accuracy"])),
+        "teacher_test_error": 100.0 * (1.0 - float(final["teacher_accuracy"])),
+        "epochs_run": int(epochs_run),
+        "completed": stop_reason is None and epochs_run >= config.epochs,
+        "stop_reason": stop_reason,
+        "resumed_from_epoch": int(initial_epoch),
+        "wall_time_s": round(time.time() - start, 3),
+        "backend": keras.backend.backend(),
+        "num_labeled": int(len(labeled)),
+        "num_unlabeled": int(len(unlabeled)),
+        "config": config.to_dict(),
+    }
+    if stop_reason is None:
+        model_path = os.path.join(model_dir, MODEL_FILE)
+        atomic_write(model_path, model.save)
+    atomic_write_json(os.path.join(model_dir, RESULTS_FILE), results)
+    return results
