@@ -1,31 +1,41 @@
-"""lcmt_tf: Local Clustering with Mean Teacher for semi-supervised learning, in Keras 3."""
+"""lcmt_tf: Local Clustering with Mean Teacher for semi-supervised learning, in Keras 3.
 
-from lcmt_tf.augment import Augmentation
-from lcmt_tf.callbacks import (
-    ConsistencyRampup,
-    LocalClusteringSchedule,
-    PeriodicEvaluation,
-    linear_lr_decay,
-)
-from lcmt_tf.losses import local_clustering, local_clustering_loss, softmax_mse
-from lcmt_tf.mean_teacher import MeanTeacher
-from lcmt_tf.models import conv_large, digits_net
-from lcmt_tf.schedules import linear_decay, sigmoid_rampup
+The public API is imported lazily, so that `import lcmt_tf.config` (the command
+line's --dry_run, for example) does not start a deep-learning backend.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Augmentation",
-    "ConsistencyRampup",
-    "LocalClusteringSchedule",
-    "MeanTeacher",
-    "PeriodicEvaluation",
-    "conv_large",
-    "digits_net",
-    "linear_decay",
-    "linear_lr_decay",
-    "local_clustering",
-    "local_clustering_loss",
-    "sigmoid_rampup",
-    "softmax_mse",
-]
+_EXPORTS = {
+    "Augmentation": "lcmt_tf.augment",
+    "CollapseMonitor": "lcmt_tf.callbacks",
+    "ConsistencyRampup": "lcmt_tf.callbacks",
+    "LocalClusteringSchedule": "lcmt_tf.callbacks",
+    "NonFiniteLossGuard": "lcmt_tf.callbacks",
+    "PeriodicEvaluation": "lcmt_tf.callbacks",
+    "linear_lr_decay": "lcmt_tf.callbacks",
+    "local_clustering": "lcmt_tf.losses",
+    "local_clustering_loss": "lcmt_tf.losses",
+    "softmax_mse": "lcmt_tf.losses",
+    "MeanTeacher": "lcmt_tf.mean_teacher",
+    "conv_large": "lcmt_tf.models",
+    "digits_net": "lcmt_tf.models",
+    "linear_decay": "lcmt_tf.schedules",
+    "sigmoid_rampup": "lcmt_tf.schedules",
+    "TrainConfig": "lcmt_tf.config",
+    "UserInputError": "lcmt_tf.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lcmt_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

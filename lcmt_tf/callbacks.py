@@ -125,7 +125,7 @@ class CollapseMonitor(keras.callbacks.Callback):
     for TensorBoard, warns, and with `stop=True` stops training.
     """
 
-    def __init__(self, spread_ratio: float = 0.02, stop: bool = False):
+    def __init__(self, spread_ratio: float = 0.05, stop: bool = False):
         super().__init__()
         self.spread_ratio = float(spread_ratio)
         self.stop = stop

@@ -1,13 +1,23 @@
 """Data: sources (tfds, npz, folder, digits), the labeled split, and batches for fit."""
 
-from lcmt_tf.data.batches import LabeledBatches, SemiSupervisedBatches
-from lcmt_tf.data.sources import ImageDataset, load_dataset
+from lcmt_tf.data.sources import ImageDataset, load_dataset, source_kind
 from lcmt_tf.data.split import stratified_label_split
+
+
+def __getattr__(name):
+    # The batches need Keras; importing them lazily keeps config validation light.
+    if name in ("LabeledBatches", "SemiSupervisedBatches"):
+        from lcmt_tf.data import batches
+
+        return getattr(batches, name)
+    raise AttributeError(f"module 'lcmt_tf.data' has no attribute {name!r}")
+
 
 __all__ = [
     "ImageDataset",
     "LabeledBatches",
     "SemiSupervisedBatches",
     "load_dataset",
+    "source_kind",
     "stratified_label_split",
 ]

@@ -1,0 +1,238 @@
+"""Faults a long run meets: kills, bad input, NaN, collapse. Real subprocesses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from test_cli import ROOT, SCRIPT, train
+
+pytestmark = pytest.mark.tensorflow_only
+
+DETERMINISTIC = [
+    "--dataset=digits", "--width=0.5", "--epochs=4", "--eval_every=2", "--lc_weight=1",
+    "--lc_start_epoch=2", "--lc_rampup_epochs=1", "--lc_epsilon=0.5", "--lr_decay_epochs=2",
+    "--deterministic", "--verbose=0",
+]
+
+
+def state_arrays(model_dir):
+    with np.load(os.path.join(model_dir, "training_state.npz")) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def next_epoch(model_dir):
+    try:
+        return int(state_arrays(model_dir)["next_epoch"])
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
+def results(model_dir):
+    with open(os.path.join(model_dir, "results.json")) as file:
+        return json.load(file)
+
+
+def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+    reference = tmp_path / "reference"
+    assert train(*DETERMINISTIC, f"--model_dir={reference}").returncode == 0
+
+    interrupted = tmp_path / "interrupted"
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, *DETERMINISTIC, f"--model_dir={interrupted}"],
+        cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while next_epoch(interrupted) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the third epoch
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = next_epoch(interrupted)
+    assert 2 <= killed_at < 4 and not (interrupted / "results.json").exists()
+
+    resumed = train(*DETERMINISTIC, f"--model_dir={interrupted}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final, expected = results(interrupted), results(reference)
+    assert final["resumed_from_epoch"] == killed_at and final["epochs_run"] == 4
+    for key in ("student_test_error", "teacher_test_error"):
+        assert final[key] == expected[key]
+    reference_state, resumed_state = state_arrays(reference), state_arrays(interrupted)
+    assert reference_state.keys() == resumed_state.keys()
+    for key in reference_state:
+        np.testing.assert_array_equal(resumed_state[key], reference_state[key], err_msg=key)
+
+
+KILL_DURING_WRITE = """
+import os, signal, sys
+import numpy as np
+import keras
+from lcmt_tf import Augmentation, MeanTeacher, digits_net
+from lcmt_tf.checkpoint import save_training_state
+
+model = MeanTeacher(digits_net(width=0.25), Augmentation([0.5], [0.25]))
+model.compile(optimizer="sgd")
+model.optimizer.build(model.trainable_variables)
+path = sys.argv[1]
+save_training_state(model, path, epoch=1)
+real_savez = np.savez
+
+def savez_then_die(file, **arrays):
+    file.write(b"PK-partial")  # a partial archive, then the process is killed
+    file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+np.savez = savez_then_die
+save_training_state(model, path, epoch=2)
+"""
+
+
+def test_sigkill_during_checkpoint_write_keeps_the_previous_copy(tmp_path):
+    path = tmp_path / "training_state.npz"
+    completed = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_WRITE, str(path)], cwd=ROOT, capture_output=True, timeout=300
+    )
+    assert completed.returncode == -signal.SIGKILL
+    assert int(state_arrays(tmp_path)["next_epoch"]) == 1
+
+
+def test_nan_loss_stops_with_reason_and_keeps_the_last_good_checkpoint(tmp_path):
+    # lambda1 = 0 in epoch 1, then astronomically large: the loss overflows in epoch 2.
+    model_dir = tmp_path / "run"
+    completed = train(
+        "--dataset=digits", "--width=0.5", "--epochs=4", "--consistency_weight=1e38",
+        "--verbose=0", f"--model_dir={model_dir}",
+    )
+    assert completed.returncode == 1
+    assert "non-finite loss" in completed.stderr
+    final = results(model_dir)
+    assert final["stop_reason"].startswith("non-finite loss") and not final["completed"]
+    assert final["epochs_run"] == 1 and next_epoch(model_dir) == 1
+    assert all(np.all(np.isfinite(v)) for v in state_arrays(model_dir).values())
+
+
+def test_collapse_is_detected_logged_and_stops_the_run(tmp_path):
+    model_dir = tmp_path / "run"
+    completed = train(
+        "--dataset=digits", "--width=0.5", "--epochs=8", "--lc_weight=1000", "--lc_epsilon=10000",
+        "--lc_start_epoch=1", "--lc_rampup_epochs=0", "--stop_on_collapse", "--verbose=0",
+        f"--model_dir={model_dir}",
+    )
+    assert completed.returncode == 1
+    assert "feature distribution collapse" in completed.stderr
+    final = results(model_dir)
+    assert "collapse" in final["stop_reason"] and final["epochs_run"] < 8
+
+
+def test_rerunning_a_finished_run_changes_nothing(tmp_path):
+    model_dir = tmp_path / "run"
+    args = ["--dataset=digits", "--width=0.5", "--epochs=1", "--verbose=0", f"--model_dir={model_dir}"]
+    assert train(*args).returncode == 0
+    before = state_arrays(model_dir)
+    again = train(*args)
+    assert again.returncode == 0
+    assert results(model_dir)["resumed_from_epoch"] == 1
+    for key, value in state_arrays(model_dir).items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def write_bad_inputs(root):
+    """Files for the bad-data cases; returns {name: path}."""
+    from PIL import Image
+
+    paths = {}
+    rng = np.random.default_rng(0)
+    for name, corrupt, odd_shape in (("corrupt", True, False), ("shapes", False, True)):
+        folder = root / name
+        for split in ("train", "test"):
+            for label in ("a", "b"):
+                os.makedirs(folder / split / label)
+                for index in range(3):
+                    size = (9, 8) if odd_shape and index == 2 and label == "b" else (8, 8)
+                    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+                        folder / split / label / f"{index}.png"
+                    )
+        if corrupt:
+            with open(folder / "train" / "b" / "1.png", "r+b") as file:
+                file.truncate(40)
+        paths[name] = folder
+    x = rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8)
+    np.savez(root / "labels.npz", x_train=x, y_train=np.arange(20) % 4 - 1, x_test=x, y_test=np.arange(20) % 4)
+    paths["labels"] = root / "labels.npz"
+    (root / "broken.npz").write_bytes(b"not an archive")
+    paths["broken"] = root / "broken.npz"
+    return paths
+
+
+BAD_INPUTS = [
+    (["--no_such_flag=1"], "no_such_flag"),
+    (["--lc_epslon=3"], "lc_epslon"),
+    (["--flagfile=flags/no_such_file.txt"], "no_such_file.txt"),
+    (["--lc_epsilon=0"], "--lc_epsilon must be > 0"),
+    (["--lc_weight=-1"], "--lc_weight must be >= 0"),
+    (["--consistency_weight=-1"], "--consistency_weight must be >= 0"),
+    (["--ema_decay=1"], "--ema_decay must be in [0, 1)"),
+    (["--labeled_batch_size=0"], "batch_size"),
+    (["--epochs=10", "--lc_weight=1", "--lc_start_epoch=20"], "--lc_start_epoch=20 is not before --epochs=10"),
+    (["--epochs=abc"], "epochs"),
+    (["--num_labels=55"], "not divisible by the 10 classes"),
+    (["--num_labels=5000"], "needs 500 labeled images of class 0"),
+    (["--dataset=imagenet"], "not a known source"),
+    (["--dataset=npz:/no/such/file.npz"], "does not exist"),
+    (["--dataset=npz:{broken}"], "cannot read"),
+    (["--dataset=npz:{labels}"], "train label -1 is outside 0..3"),
+    (["--dataset=folder:{corrupt}"], "1.png: corrupt or truncated"),
+    (["--dataset=folder:{shapes}"], "images of different shapes"),
+    (["--dataset=cifar10", "--data_dir={tmp}"], "cifar10 is not available"),
+    (["--model=resnet"], "--model must be one of"),
+    (["--model=conv_large"], "conv_large needs images of at least 12x12"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    return {**write_bad_inputs(root), "tmp": root}
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_gives_one_line_and_exit_status_2(args, message, bad_files, tmp_path):
+    args = [arg.format(**bad_files) for arg in args]
+    completed = train(*args, "--epochs=1" if not any(a.startswith("--epochs") for a in args) else "--verbose=0",
+                      f"--model_dir={tmp_path / 'run'}")
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("train.py: error: ") and message in last_line, last_line
+    assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
+
+
+def test_model_dir_with_another_configuration_is_refused_unless_overwrite(tmp_path):
+    model_dir = tmp_path / "run"
+    base = ["--dataset=digits", "--width=0.5", "--epochs=1", "--verbose=0", f"--model_dir={model_dir}"]
+    assert train(*base).returncode == 0
+    before = {name: (model_dir / name).stat().st_mtime_ns for name in os.listdir(model_dir)}
+    refused = train(*base, "--lr=0.1")
+    assert refused.returncode == 2 and "holds a run with a different configuration (lr: 0.05 -> 0.1)" in refused.stderr
+    assert {name: (model_dir / name).stat().st_mtime_ns for name in os.listdir(model_dir)} == before
+    replaced = train(*base, "--lr=0.1", "--overwrite")
+    assert replaced.returncode == 0
+    assert results(model_dir)["config"]["lr"] == 0.1 and results(model_dir)["resumed_from_epoch"] == 0
+
+
+def test_unwritable_model_dir(tmp_path):
+    if os.geteuid() == 0:
+        target = "/proc/lcmt_run"  # root may write anywhere but here
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = str(locked / "run")
+    completed = train("--dataset=digits", "--epochs=1", f"--model_dir={target}")
+    assert completed.returncode == 2 and "is not writable" in completed.stderr.strip().splitlines()[-1]
