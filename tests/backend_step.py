@@ -1,0 +1,65 @@
+"""One MeanTeacher training step on fixed weights and inputs, on the backend in
+KERAS_BACKEND; writes loss, gradients and the teacher's update to an .npz file.
+
+Used by tests/test_backends.py, which runs it under TensorFlow and JAX and compares.
+Augmentation and dropout are off, so the step is a deterministic function.
+"""
+
+import sys
+
+import keras
+import numpy as np
+
+from lcmt_tf import Augmentation, MeanTeacher, digits_net
+
+LEARNING_RATE = 1.0  # plain SGD with lr 1: new weights = old weights - gradient
+
+
+def main(output_path):
+    rng = np.random.default_rng(0)
+    student = digits_net(width=0.5, dropout=0.0)
+    for variable in student.weights:
+        shape, name = variable.shape, variable.path
+        if "moving_variance" in name or "gamma" in name:
+            value = 1.0 + 0.1 * rng.uniform(size=shape)
+        elif "moving_mean" in name:
+            value = np.zeros(shape)
+        else:
+            value = 0.3 * rng.normal(size=shape)
+        variable.assign(value.astype("float32"))
+    augmentation = Augmentation(mean=[0.3], std=[0.4], max_translation=0)
+    model = MeanTeacher(student, augmentation, ema_decay=0.9, consistency_weight=3.0, lc_weight=2.0, lc_epsilon=0.05)
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), jit_compile=True)
+    batch = {
+        "labeled_images": rng.integers(0, 256, (8, 8, 8, 1)).astype("uint8"),
+        "labels": rng.integers(0, 10, 8).astype("int32"),
+        "unlabeled_images": rng.integers(0, 256, (24, 8, 8, 1)).astype("uint8"),
+    }
+    # The teacher's forward pass runs on the same weights: perturb it so that the
+    # consistency and EMA terms are not trivially zero.
+    for variable in model.teacher.weights:
+        if "kernel" in variable.path:
+            variable.assign(keras.ops.convert_to_numpy(variable) * 1.1)
+    before_student = [keras.ops.convert_to_numpy(v) for v in student.trainable_weights]
+    before_teacher = [keras.ops.convert_to_numpy(t) for t, _ in model._ema_pairs()]
+
+    class OneBatch(keras.utils.PyDataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return batch
+
+    history = model.fit(OneBatch(), epochs=1, verbose=0, shuffle=False).history
+    after_student = [keras.ops.convert_to_numpy(v) for v in student.trainable_weights]
+    after_teacher = [keras.ops.convert_to_numpy(t) for t, _ in model._ema_pairs()]
+    arrays = {name: np.array(history[name][0]) for name in ("loss", "ce", "consistency", "lc", "lc_neighbor_fraction")}
+    for index, (old, new) in enumerate(zip(before_student, after_student)):
+        arrays[f"gradient_{index}"] = (old - new) / LEARNING_RATE
+    for index, (old, new) in enumerate(zip(before_teacher, after_teacher)):
+        arrays[f"teacher_delta_{index}"] = new - old
+    np.savez(output_path, **arrays)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
