@@ -51,6 +51,8 @@ class MeanTeacher(keras.Model):
         consistency_weight, lc_weight, lc_epsilon: initial values of lambda1, lambda2
             and epsilon. They are backend variables (`self.consistency_weight`, ...)
             that callbacks assign during fit without retracing the compiled step.
+        use_local_clustering: False skips the LC computation entirely (plain Mean
+            Teacher); lc and lc_neighbor_fraction are then reported as 0.
     """
 
     def __init__(
@@ -61,9 +63,11 @@ class MeanTeacher(keras.Model):
         consistency_weight: float = 0.0,
         lc_weight: float = 0.0,
         lc_epsilon: float = 1.0,
+        use_local_clustering: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.use_local_clustering = bool(use_local_clustering)
         self.student = student
         self.augmentation = augmentation
         self.ema_decay = float(ema_decay)
@@ -133,11 +137,14 @@ class MeanTeacher(keras.Model):
             )
         )
         consistency = softmax_mse(student_logits, teacher_logits)
-        lc, neighbor_fraction = local_clustering(
-            student_features[:num_labeled],
-            student_features[num_labeled:],
-            self.lc_epsilon,
-        )
+        if self.use_local_clustering:
+            lc, neighbor_fraction = local_clustering(
+                student_features[:num_labeled],
+                student_features[num_labeled:],
+                self.lc_epsilon,
+            )
+        else:  # plain Mean Teacher: the pairwise distances are not computed at all
+            lc = neighbor_fraction = ops.zeros((), "float32")
         loss = ce + self.consistency_weight * consistency + self.lc_weight * lc
         terms = {
             "loss": loss,
@@ -289,6 +296,7 @@ class MeanTeacher(keras.Model):
             "consistency_weight": float(ops.convert_to_numpy(self.consistency_weight)),
             "lc_weight": float(ops.convert_to_numpy(self.lc_weight)),
             "lc_epsilon": float(ops.convert_to_numpy(self.lc_epsilon)),
+            "use_local_clustering": self.use_local_clustering,
         }
 
     @classmethod

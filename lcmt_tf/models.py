@@ -29,6 +29,14 @@ def _scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
+def _stage(x, count: int, channels: int, width: float, dropout: float, name: str):
+    """count x conv3x3 (same) -> max-pool 2 -> dropout."""
+    for index in range(count):
+        x = _conv_bn_lrelu(x, _scaled(channels, width), 3, "same", f"{name}_{index}")
+    x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    return layers.Dropout(dropout, name=f"{name}_dropout")(x)
+
+
 def conv_large(
     num_classes: int = 10,
     input_shape: tuple[int, int, int] = (32, 32, 3),
@@ -45,15 +53,8 @@ def conv_large(
     scales every channel count.
     """
     inputs = keras.Input(shape=input_shape, name="images")
-    x = inputs
-    for index in range(3):
-        x = _conv_bn_lrelu(x, _scaled(128, width), 3, "same", f"block1_{index}")
-    x = layers.MaxPooling2D(2, name="block1_pool")(x)
-    x = layers.Dropout(dropout, name="block1_dropout")(x)
-    for index in range(3):
-        x = _conv_bn_lrelu(x, _scaled(256, width), 3, "same", f"block2_{index}")
-    x = layers.MaxPooling2D(2, name="block2_pool")(x)
-    x = layers.Dropout(dropout, name="block2_dropout")(x)
+    x = _stage(inputs, 3, 128, width, dropout, "block1")
+    x = _stage(x, 3, 256, width, dropout, "block2")
     x = _conv_bn_lrelu(x, _scaled(512, width), 3, "valid", "block3_0")
     x = _conv_bn_lrelu(x, _scaled(256, width), 1, "valid", "block3_1")
     x = _conv_bn_lrelu(x, _scaled(128, width), 1, "valid", "block3_2")
@@ -75,11 +76,7 @@ def digits_net(
     global average pool = z (64-d at width 1) -> dense(num_classes).
     """
     inputs = keras.Input(shape=input_shape, name="images")
-    x = inputs
-    for index in range(2):
-        x = _conv_bn_lrelu(x, _scaled(32, width), 3, "same", f"block1_{index}")
-    x = layers.MaxPooling2D(2, name="block1_pool")(x)
-    x = layers.Dropout(dropout, name="block1_dropout")(x)
+    x = _stage(inputs, 2, 32, width, dropout, "block1")
     for index in range(2):
         x = _conv_bn_lrelu(x, _scaled(64, width), 3, "same", f"block2_{index}")
     x = _conv_bn_lrelu(x, _scaled(64, width), 1, "valid", "block2_2")

@@ -152,6 +152,7 @@ def build_model(config: TrainConfig, dataset: ImageDataset) -> MeanTeacher:
         consistency_weight=0.0,
         lc_weight=0.0,
         lc_epsilon=config.lc_epsilon,
+        use_local_clustering=config.lc_weight > 0,
     )
     optimizer = keras.optimizers.SGD(
         learning_rate=config.lr,

@@ -99,6 +99,13 @@ def main(argv: list[str]) -> None:
         results = run(config)
     except UserInputError as error:
         fail(str(error))
+    except KeyboardInterrupt:
+        print(
+            f"train.py: interrupted; rerun the same command to resume from the last "
+            f"completed epoch in {config.model_dir}",
+            file=sys.stderr,
+        )
+        sys.exit(130)
     logging.info("results: %s", os.path.join(config.model_dir, "results.json"))
     print(
         f"teacher test error {results['teacher_test_error']:.2f}%  "

@@ -43,6 +43,20 @@ class RandomSemiSupervisedBatches(keras.utils.PyDataset):
         }
 
 
+class FixedBatches(keras.utils.PyDataset):
+    """The given list of batches, in order, every epoch."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+
 def random_batch(num_labeled=4, num_unlabeled=6, shape=(8, 8, 1), seed=0):
     rng = np.random.default_rng(seed)
     return {
@@ -94,14 +108,8 @@ def test_teacher_is_the_closed_form_exponential_moving_average():
 
     batches = [random_batch(seed=seed) for seed in range(5)]
 
-    class Batches(keras.utils.PyDataset):
-        def __len__(self):
-            return len(batches)
 
-        def __getitem__(self, index):
-            return batches[index]
-
-    model.fit(Batches(), epochs=1, verbose=0, callbacks=[RecordStudent()])
+    model.fit(FixedBatches(batches), epochs=1, verbose=0, callbacks=[RecordStudent()])
     steps = len(recorded)
     assert steps == 5
     for index, (teacher_variable, _) in enumerate(model._ema_pairs()):
@@ -120,18 +128,12 @@ def test_teacher_batch_norm_statistics_come_from_its_own_passes():
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     batch = random_batch(seed=1)
 
-    class OneBatch(keras.utils.PyDataset):
-        def __len__(self):
-            return 1
-
-        def __getitem__(self, index):
-            return batch
 
     moving = lambda network: [  # noqa: E731
         keras.ops.convert_to_numpy(v) for v in network.non_trainable_weights if "moving_mean" in v.path
     ]
     before_student, before_teacher = moving(model.student), moving(model.teacher)
-    model.fit(OneBatch(), epochs=1, verbose=0)
+    model.fit(FixedBatches([batch]), epochs=1, verbose=0)
     after_student, after_teacher = moving(model.student), moving(model.teacher)
     # Both moved, and the teacher's is not the EMA of the student's.
     assert not np.allclose(after_teacher[0], before_teacher[0])
@@ -147,19 +149,13 @@ def test_metrics_and_callbacks_drive_the_weights():
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True))
     batches = [random_batch(seed=seed) for seed in range(2)]
 
-    class Batches(keras.utils.PyDataset):
-        def __len__(self):
-            return 2
-
-        def __getitem__(self, index):
-            return batches[index]
 
     callbacks = [
         ConsistencyRampup(max_weight=100.0, rampup_epochs=3),
         LocalClusteringSchedule(max_weight=10.0, start_epoch=2, rampup_epochs=2, epsilon=50.0),
         linear_lr_decay(0.05, decay_start=3, decay_end=5),
     ]
-    history = model.fit(Batches(), epochs=5, verbose=0, callbacks=callbacks).history
+    history = model.fit(FixedBatches(batches), epochs=5, verbose=0, callbacks=callbacks).history
     expected_lambda1 = [100.0 * sigmoid_rampup(epoch, 3) for epoch in range(5)]
     expected_lambda2 = [0.0, 0.0] + [10.0 * sigmoid_rampup(epoch - 2, 2) for epoch in range(2, 5)]
     np.testing.assert_allclose(history["lambda1"], expected_lambda1, rtol=1e-6)
@@ -198,18 +194,12 @@ def test_changing_weights_does_not_retrace(jit_compile):
     model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
     batch = random_batch(num_labeled=4, num_unlabeled=6)
 
-    class Batches(keras.utils.PyDataset):
-        def __len__(self):
-            return 2
-
-        def __getitem__(self, index):
-            return batch
 
     callbacks = [
         ConsistencyRampup(100.0, 3),
         LocalClusteringSchedule(10.0, start_epoch=1, rampup_epochs=2, epsilon=2.0),
     ]
-    history = model.fit(Batches(), epochs=4, verbose=0, callbacks=callbacks).history
+    history = model.fit(FixedBatches([batch, batch]), epochs=4, verbose=0, callbacks=callbacks).history
     assert np.all(np.isfinite(history["loss"]))
     assert len(traces) == 1
 
@@ -219,14 +209,8 @@ def test_evaluate_predict_and_keras_file_round_trip(tmp_path):
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     batches = [random_batch(seed=seed) for seed in range(3)]
 
-    class Batches(keras.utils.PyDataset):
-        def __len__(self):
-            return 3
 
-        def __getitem__(self, index):
-            return batches[index]
-
-    model.fit(Batches(), epochs=1, verbose=0)
+    model.fit(FixedBatches(batches), epochs=1, verbose=0)
     rng = np.random.default_rng(9)
     images = rng.integers(0, 256, (12, 8, 8, 1), dtype="uint8")
     labels = rng.integers(0, 10, 12)
@@ -250,3 +234,12 @@ def test_evaluate_predict_and_keras_file_round_trip(tmp_path):
             keras.ops.convert_to_numpy(getattr(model, name))
         )
     assert restored.ema_decay == 0.7
+
+
+def test_plain_mean_teacher_skips_local_clustering():
+    model = small_mean_teacher(lc_weight=5.0, lc_epsilon=100.0, use_local_clustering=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    loss, terms = model._forward(random_batch())
+    assert float(keras.ops.convert_to_numpy(terms["lc"])) == 0.0
+    assert float(keras.ops.convert_to_numpy(terms["lc_neighbor_fraction"])) == 0.0
+    assert MeanTeacher.from_config(model.get_config()).use_local_clustering is False

@@ -1,0 +1,56 @@
+"""scripts/benchmark.py as a user runs it, on a tiny network and a few steps."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_benchmark_writes_one_record_per_configuration(tmp_path):
+    output = tmp_path / "bench.json"
+    backend = keras.backend.backend()
+    completed = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), f"--backend={backend}",
+         "--width=0.0625", "--steps=2", "--warmup_steps=1", "--repeats=2",
+         "--inputs=synthetic,pipeline", f"--output={output}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    records = json.loads(output.read_text())
+    assert [(r["mode"], r["input"]) for r in records] == [
+        (mode, source) for source in ("synthetic", "pipeline") for mode in ("supervised", "mt", "mtlc")
+    ]
+    for record in records:
+        for key in ("mode", "backend", "width", "mixed_precision", "jit_compile", "images_per_s",
+                    "step_time_ms", "lc_overhead_pct", "peak_memory_mb", "achieved_flop_per_s"):
+            assert key in record
+        assert record["backend"] == backend and record["width"] == 0.0625
+        assert record["images_per_s"] == pytest.approx(
+            record["images_per_step"] / (record["step_time_ms"] / 1000), rel=0.01
+        )
+        assert (record["lc_overhead_pct"] is None) == (record["mode"] != "mtlc")
+    assert "| mode | input |" in completed.stdout
+
+
+def test_forward_flops_of_conv_large_match_a_hand_count():
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from benchmark import forward_flops
+
+    from lcmt_tf import conv_large
+
+    # 32x32: 3 convs (3->128, 128->128 x2); 16x16: 3 convs (128->256, 256->256 x2);
+    # 8x8 -> 6x6 valid 3x3 (256->512); 1x1 512->256, 256->128; dense 128->10.
+    expected = 2 * (
+        32 * 32 * 9 * (3 * 128 + 128 * 128 * 2)
+        + 16 * 16 * 9 * (128 * 256 + 256 * 256 * 2)
+        + 6 * 6 * 9 * 256 * 512
+        + 6 * 6 * (512 * 256 + 256 * 128)
+        + 128 * 10
+    )
+    assert forward_flops(conv_large()) == expected
