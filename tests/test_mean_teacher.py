@@ -243,3 +243,21 @@ def test_plain_mean_teacher_skips_local_clustering():
     assert float(keras.ops.convert_to_numpy(terms["lc"])) == 0.0
     assert float(keras.ops.convert_to_numpy(terms["lc_neighbor_fraction"])) == 0.0
     assert MeanTeacher.from_config(model.get_config()).use_local_clustering is False
+
+
+def test_mixed_precision_step_keeps_losses_and_weights_in_float32():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = small_mean_teacher(ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0)
+        model.compile(optimizer=keras.optimizers.SGD(0.05))
+        features, _ = model.student(model.augmentation(random_batch()["labeled_images"]))
+        assert keras.backend.standardize_dtype(features.dtype) == "bfloat16"
+        assert all(v.dtype == "float32" for v in model.student.trainable_weights)
+        loss, terms = model._forward(random_batch())
+        for name in ("loss", "ce", "consistency", "lc"):
+            assert keras.backend.standardize_dtype(terms[name].dtype) == "float32", name
+        history = model.fit(FixedBatches([random_batch(seed=s) for s in range(2)]), epochs=1, verbose=0).history
+        assert np.isfinite(history["loss"][0]) and history["lc"][0] > 0
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -38,12 +38,17 @@ def results(model_dir):
         return json.load(file)
 
 
-def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path, backend):
+    pytest.importorskip(backend)
+    backend_env = {"KERAS_BACKEND": backend}
     reference = tmp_path / "reference"
-    assert train(*DETERMINISTIC, f"--model_dir={reference}").returncode == 0
+    completed = train(*DETERMINISTIC, f"--model_dir={reference}", env=backend_env)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert results(reference)["backend"] == backend
 
     interrupted = tmp_path / "interrupted"
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **backend_env}
     process = subprocess.Popen(
         [sys.executable, SCRIPT, *DETERMINISTIC, f"--model_dir={interrupted}"],
         cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -58,7 +63,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     killed_at = next_epoch(interrupted)
     assert 2 <= killed_at < 4 and not (interrupted / "results.json").exists()
 
-    resumed = train(*DETERMINISTIC, f"--model_dir={interrupted}")
+    resumed = train(*DETERMINISTIC, f"--model_dir={interrupted}", env=backend_env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final, expected = results(interrupted), results(reference)
     assert final["resumed_from_epoch"] == killed_at and final["epochs_run"] == 4
