@@ -62,7 +62,7 @@ HELP = {
 def define_flags() -> None:
     for field in dataclasses.fields(TrainConfig):
         default, help_text = field.default, HELP[field.name]
-        if field.type in ("bool",) or isinstance(default, bool):
+        if isinstance(default, bool):
             flags.DEFINE_boolean(field.name, default, help_text)
         elif isinstance(default, int):
             flags.DEFINE_integer(field.name, default, help_text)

@@ -120,33 +120,24 @@ def _load_digits():
 
 
 def _load_npz(path: str):
+    keys = ("x_train", "y_train", "x_test", "y_test")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = {"x_train", "y_train", "x_test", "y_test"} - set(archive.files)
-            if missing:
-                raise UserInputError(
-                    f"{path} lacks the arrays {sorted(missing)}; it needs x_train, "
-                    "y_train, x_test, y_test"
-                )
-            arrays = [archive[key] for key in ("x_train", "y_train", "x_test", "y_test")]
+            present = set(archive.files)
+            arrays = [archive[key] for key in keys if key in present]
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        if isinstance(error, UserInputError):
-            raise
         raise UserInputError(f"cannot read {path} as a .npz archive: {error}") from None
+    missing = [key for key in keys if key not in present]
+    if missing:
+        raise UserInputError(f"{path} lacks the arrays {missing}; it needs {', '.join(keys)}")
     x_train, y_train, x_test, y_test = arrays
-    for name, images in (("x_train", x_train), ("x_test", x_test)):
-        if images.ndim == 3:
-            continue
-        if images.ndim != 4:
-            raise UserInputError(
-                f"{path}: {name} has shape {images.shape}; expected N x H x W x C images"
-            )
+    # Grayscale images may come without a channel axis.
     x_train, x_test = (x[..., None] if x.ndim == 3 else x for x in (x_train, x_test))
     for name, images in (("x_train", x_train), ("x_test", x_test)):
+        if images.ndim != 4:
+            raise UserInputError(f"{path}: {name} has shape {images.shape}; expected N x H x W x C images")
         if images.dtype != np.uint8:
-            raise UserInputError(
-                f"{path}: {name} has dtype {images.dtype}; expected uint8 images (0..255)"
-            )
+            raise UserInputError(f"{path}: {name} has dtype {images.dtype}; expected uint8 images (0..255)")
     return x_train, y_train, x_test, y_test, None
 
 
