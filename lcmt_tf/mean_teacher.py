@@ -190,7 +190,9 @@ class MeanTeacher(keras.Model):
         import tensorflow as tf
 
         trainable_variables = self.student.trainable_variables
-        with tf.GradientTape() as tape:
+        # Watch only the student: the teacher's forward pass is then not recorded.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([variable.value for variable in trainable_variables])
             loss, terms = self._forward(data)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, trainable_variables)
