@@ -14,8 +14,9 @@ from test_cli import ROOT, SCRIPT, train
 
 pytestmark = pytest.mark.tensorflow_only
 
+# Small batches make an epoch 81 steps long, so that a kill lands inside one.
 DETERMINISTIC = [
-    "--dataset=digits", "--width=0.5", "--epochs=4", "--eval_every=2", "--lc_weight=1",
+    "--dataset=digits", "--width=0.5", "--epochs=3", "--labeled_batch_size=8", "--unlabeled_batch_size=16", "--eval_every=2", "--lc_weight=1",
     "--lc_start_epoch=2", "--lc_rampup_epochs=1", "--lc_epsilon=0.5", "--lr_decay_epochs=2",
     "--deterministic", "--verbose=0",
 ]
@@ -54,19 +55,19 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path, back
         cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
-    while next_epoch(interrupted) < 2 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the third epoch
+    while next_epoch(interrupted) < 1 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.1)  # into the second epoch
     assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = next_epoch(interrupted)
-    assert 2 <= killed_at < 4 and not (interrupted / "results.json").exists()
+    assert 1 <= killed_at < 3 and not (interrupted / "results.json").exists()
 
     resumed = train(*DETERMINISTIC, f"--model_dir={interrupted}", env=backend_env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final, expected = results(interrupted), results(reference)
-    assert final["resumed_from_epoch"] == killed_at and final["epochs_run"] == 4
+    assert final["resumed_from_epoch"] == killed_at and final["epochs_run"] == 3
     for key in ("student_test_error", "teacher_test_error"):
         assert final[key] == expected[key]
     reference_state, resumed_state = state_arrays(reference), state_arrays(interrupted)
