@@ -65,6 +65,14 @@ def linear_lr_decay(base_lr: float, decay_start: float, decay_end: float):
     )
 
 
+def test_errors(evaluation: dict) -> dict[str, float]:
+    """Student and teacher test error (percent) from MeanTeacher.evaluate's dict."""
+    return {
+        "student_test_error": 100.0 * (1.0 - float(evaluation["student_accuracy"])),
+        "teacher_test_error": 100.0 * (1.0 - float(evaluation["teacher_accuracy"])),
+    }
+
+
 class PeriodicEvaluation(keras.callbacks.Callback):
     """Evaluates on held-out data every `every` epochs and after the last one, adding
     `student_test_error` and `teacher_test_error` (percent) to the epoch's logs.
@@ -83,10 +91,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         if (epoch + 1) % self.every and epoch + 1 != self.total_epochs:
             return
         result = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
-        self.last_result = {
-            "student_test_error": 100.0 * (1.0 - float(result["student_accuracy"])),
-            "teacher_test_error": 100.0 * (1.0 - float(result["teacher_accuracy"])),
-        }
+        self.last_result = test_errors(result)
         if logs is not None:
             logs.update(self.last_result)
 

@@ -30,6 +30,7 @@ from lcmt_tf.callbacks import (
     NonFiniteLossGuard,
     PeriodicEvaluation,
     linear_lr_decay,
+    test_errors,
 )
 from lcmt_tf.checkpoint import (
     ResumeCheckpoint,
@@ -87,16 +88,13 @@ def check_run_directory(config: TrainConfig) -> bool:
         return False
     try:
         with open(config_path) as file:
-            previous = json.load(file)
+            previous = _comparable(json.load(file))
     except (OSError, ValueError) as error:
         raise UserInputError(f"cannot read {config_path} ({error}); use --overwrite to start anew") from None
-    differences = sorted(
-        key
-        for key in set(_comparable(previous)) | set(_comparable(config.to_dict()))
-        if previous.get(key) != config.to_dict().get(key)
-    )
+    current = _comparable(config.to_dict())
+    differences = sorted(key for key in previous.keys() | current.keys() if previous.get(key) != current.get(key))
     if differences:
-        shown = ", ".join(f"{key}: {previous.get(key)!r} -> {config.to_dict().get(key)!r}" for key in differences[:3])
+        shown = ", ".join(f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in differences[:3])
         raise UserInputError(
             f"--model_dir={model_dir} holds a run with a different configuration ({shown}); "
             "use another --model_dir, or --overwrite to replace it"
@@ -255,8 +253,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
 
     final = model.evaluate(test_batches, verbose=0, return_dict=True)
     results = {
-        "student_test_error": 100.0 * (1.0 - float(final["student_accuracy"])),
-        "teacher_test_error": 100.0 * (1.0 - float(final["teacher_accuracy"])),
+        **test_errors(final),
         "epochs_run": int(epochs_run),
         "completed": stop_reason is None and epochs_run >= config.epochs,
         "stop_reason": stop_reason,
