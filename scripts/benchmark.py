@@ -6,10 +6,11 @@
 A step is 32 labeled + 128 unlabeled images (MT and MT+LC: each through student and
 teacher); the supervised step is the student alone on the 32 labeled images. Each
 configuration is warmed up (compilation excluded), then timed `--repeats` times over
-`--steps` steps; the median is reported. `--input=synthetic` feeds one batch from
-memory, `--input=pipeline` the real SemiSupervisedBatches over in-memory images, so
-that an input bottleneck shows as the difference. The fastest repeat is reported
-too: on a shared machine a repeat can be slowed by others' load. Prints a table; `--output` writes a
+`--steps` steps (one fit, one epoch per repeat, so Keras dispatches steps as in
+training); the median is reported, and the fastest repeat too: on a shared machine a
+repeat can be slowed by others' load. `--inputs=synthetic` feeds one batch from
+memory, `--inputs=pipeline` the real SemiSupervisedBatches over in-memory images, so
+that an input bottleneck shows as the difference. Prints a table; `--output` writes a
 JSON list with one record per configuration.
 """
 
@@ -30,6 +31,7 @@ flags.DEFINE_float("width", 1.0, "conv_large channel multiplier")
 flags.DEFINE_enum("mixed_precision", "", ["", "bfloat16", "float16"], "compute dtype")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the step (JAX always compiles)")
 flags.DEFINE_integer("steps", 20, "steps per timed repeat")
+flags.DEFINE_integer("steps_per_execution", 1, "steps per call of the compiled train function")
 flags.DEFINE_integer("warmup_steps", 3, "untimed steps first (tracing, compilation)")
 flags.DEFINE_integer("repeats", 3, "timed repeats; the median is reported")
 flags.DEFINE_list("modes", ["supervised", "mt", "mtlc"], "supervised, mt, mtlc")
@@ -70,16 +72,19 @@ def build(mode: str):
         _, logits = student(augmentation(images))
         model = keras.Model(images, logits)
         model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=FLAGS.jit_compile or "auto")
+                      jit_compile=FLAGS.jit_compile or "auto", steps_per_execution=FLAGS.steps_per_execution)
     else:
         model = MeanTeacher(student, augmentation, ema_decay=0.99, consistency_weight=100.0,
                             lc_weight=10.0 if mode == "mtlc" else 0.0, lc_epsilon=50.0,
                             use_local_clustering=mode == "mtlc")
-        model.compile(optimizer=optimizer, jit_compile=FLAGS.jit_compile or "auto")
+        model.compile(optimizer=optimizer, jit_compile=FLAGS.jit_compile or "auto",
+                      steps_per_execution=FLAGS.steps_per_execution)
     return model, student
 
 
-def batches(mode: str, source: str):
+def batches(mode: str, source: str, length: int):
+    """A PyDataset of `length` batches: one fixed batch (synthetic) or the real
+    SemiSupervisedBatches over an in-memory pool, cycled (pipeline)."""
     import keras
     import numpy as np
 
@@ -93,10 +98,10 @@ def batches(mode: str, source: str):
 
     class Batches(keras.utils.PyDataset):
         def __len__(self):
-            return len(pipeline)
+            return length
 
         def __getitem__(self, index):
-            batch = fixed if source == "synthetic" else pipeline[index]
+            batch = fixed if source == "synthetic" else pipeline[index % len(pipeline)]
             if mode == "supervised":
                 return batch["labeled_images"], batch["labels"]
             return batch
@@ -104,15 +109,41 @@ def batches(mode: str, source: str):
     return Batches()
 
 
+def epoch_timer():
+    """A callback recording the wall time of every epoch of one fit. It has only epoch
+    hooks, so Keras keeps dispatching steps asynchronously; the epoch's end waits for
+    the last step's results."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimer()
+
+
 def time_configuration(mode: str, source: str) -> dict:
+    """Warm-up fit (tracing, compilation), then one fit of `repeats` epochs of `steps`
+    steps each: every epoch is one timed repeat."""
+    from keras import ops
+
     model, student = build(mode)
-    data = batches(mode, source)
-    model.fit(data, epochs=1, steps_per_epoch=FLAGS.warmup_steps, verbose=0, shuffle=False)
-    per_step = []
-    for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
-        model.fit(data, epochs=1, steps_per_epoch=FLAGS.steps, verbose=0, shuffle=False)
-        per_step.append((time.perf_counter() - start) / FLAGS.steps)
+    fit = dict(verbose=0, shuffle=False)
+    model.fit(batches(mode, source, FLAGS.warmup_steps), epochs=1, **fit)
+    timer = epoch_timer()
+    start_iterations = int(ops.convert_to_numpy(model.optimizer.iterations))
+    model.fit(batches(mode, source, FLAGS.steps), epochs=FLAGS.repeats, callbacks=[timer], **fit)
+    steps_run = int(ops.convert_to_numpy(model.optimizer.iterations)) - start_iterations
+    if steps_run != FLAGS.repeats * FLAGS.steps:
+        raise RuntimeError(f"{steps_run} steps ran, {FLAGS.repeats * FLAGS.steps} were timed")
+    per_step = [seconds / FLAGS.steps for seconds in timer.seconds]
     step_time = statistics.median(per_step)
     images = LABELED if mode == "supervised" else LABELED + UNLABELED
     # Training FLOPs: student forward + backward (about 3x forward), plus a teacher forward.
@@ -125,8 +156,10 @@ def time_configuration(mode: str, source: str) -> dict:
         "device": _device(),
         "width": FLAGS.width,
         "mixed_precision": FLAGS.mixed_precision or "float32",
-        "jit_compile": bool(FLAGS.jit_compile),
+        "jit_compile": bool(model.jit_compile),  # what ran: JAX always compiles
+        "steps_per_execution": FLAGS.steps_per_execution,
         "images_per_step": images,
+        "steps_timed": steps_run,
         "step_time_ms": round(1000 * step_time, 2),
         "step_time_min_ms": round(1000 * min(per_step), 2),
         "images_per_s": round(images_per_s, 1),

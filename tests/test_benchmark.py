@@ -38,6 +38,23 @@ def test_benchmark_writes_one_record_per_configuration(tmp_path):
     assert "| mode | input |" in completed.stdout
 
 
+def test_every_requested_step_is_timed_beyond_one_pass_of_the_pipeline(tmp_path):
+    """The benchmark's pipeline holds 28 batches; 3 repeats of 30 steps must all run."""
+    output = tmp_path / "bench.json"
+    backend = keras.backend.backend()
+    completed = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), f"--backend={backend}",
+         "--width=0.03125", "--steps=30", "--warmup_steps=1", "--repeats=3", "--steps_per_execution=4",
+         "--modes=supervised", "--inputs=pipeline", f"--output={output}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (record,) = json.loads(output.read_text())
+    assert record["steps_timed"] == 90 and record["steps_per_execution"] == 4
+    assert len(record["step_times_ms"]) == 3
+
+
 def test_forward_flops_of_conv_large_match_a_hand_count():
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     from benchmark import forward_flops
