@@ -101,7 +101,13 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
 
     Unlike keras.callbacks.TerminateOnNaN it keeps the reason, so the run can write it
     into results.json; ResumeCheckpoint does not save the failed epoch.
+
+    It is safe for Keras' asynchronous callback dispatch (JAX backend): reading the loss
+    then waits for the step in a worker thread, not in the loop that launches the next
+    step; the epoch's end waits for all of them.
     """
+
+    async_safe = True
 
     def __init__(self):
         super().__init__()

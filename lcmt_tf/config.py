@@ -16,7 +16,7 @@ MODELS = ("conv_large", "digits_net")
 MIXED_PRECISION = ("", "bfloat16", "float16")
 
 # Fields that may differ when a run is resumed: they do not change what is computed.
-RESUMABLE_DIFFERENCES = ("data_dir", "download", "overwrite", "verbose")
+RESUMABLE_DIFFERENCES = ("data_dir", "download", "overwrite", "verbose", "steps_per_execution")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,7 @@ class TrainConfig:
     deterministic: bool = False
     stop_on_collapse: bool = False
     jit_compile: bool = False
+    steps_per_execution: int = 1
     mixed_precision: str = ""
     verbose: int = 1
 
@@ -114,6 +115,7 @@ class TrainConfig:
         )
         _check(self.eval_every >= 1, "--eval_every must be >= 1 epoch")
         _check(bool(self.model_dir), "--model_dir must name a directory")
+        _check(self.steps_per_execution >= 1, "--steps_per_execution must be >= 1")
         _check(
             self.mixed_precision in MIXED_PRECISION,
             "--mixed_precision must be empty, bfloat16 or float16",

@@ -158,7 +158,11 @@ def build_model(config: TrainConfig, dataset: ImageDataset) -> MeanTeacher:
         nesterov=config.nesterov,
         weight_decay=config.weight_decay or None,
     )
-    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+    model.compile(
+        optimizer=optimizer,
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
     return model
 
 

@@ -54,6 +54,8 @@ HELP = {
     "deterministic": "bit-identical runs on CPU (TensorFlow op determinism)",
     "stop_on_collapse": "stop when the feature distribution collapses",
     "jit_compile": "compile the training step with XLA",
+    "steps_per_execution": "training steps per call of the compiled function; callbacks and the "
+    "progress bar see every N-th step, so a GPU is not held up by Python between steps",
     "mixed_precision": "'', bfloat16 or float16 compute (weights stay float32)",
     "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
 }

@@ -7,6 +7,7 @@ from lcmt_tf import (
     ConsistencyRampup,
     LocalClusteringSchedule,
     MeanTeacher,
+    NonFiniteLossGuard,
     digits_net,
     linear_lr_decay,
 )
@@ -282,3 +283,35 @@ def test_fit_accepts_a_tf_data_dataset_of_batch_dicts():
     # Same seeds, same batches: the two input paths train identically.
     for key in ("loss", "ce", "consistency", "lc"):
         assert history_tf[key][0] == pytest.approx(history_py[key][0], rel=1e-5), key
+
+
+def test_steps_per_execution_trains_exactly_like_single_steps():
+    """Several steps per compiled call change how often Python runs, not the training."""
+    batches = FixedBatches([random_batch(seed=seed) for seed in range(6)])
+    weights, histories = [], []
+    for steps_per_execution in (1, 3):
+        keras.utils.set_random_seed(0)
+        model = small_mean_teacher(ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), steps_per_execution=steps_per_execution)
+        histories.append(model.fit(batches, epochs=2, verbose=0, shuffle=False).history)
+        assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 12
+        weights.append(model.teacher.get_weights())
+    assert histories[0]["lc"][1] > 0
+    for key in ("loss", "ce", "consistency", "lc"):
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-5, err_msg=key)
+    for single, multiple in zip(*weights):
+        np.testing.assert_allclose(multiple, single, rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_loss_guard_stops_fit_at_the_first_bad_step():
+    """Alone with verbose=0 the guard leaves Keras' asynchronous dispatch on (JAX): it
+    still names the first non-finite step and stops within the epoch."""
+    model = small_mean_teacher(consistency_weight=1e38)
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    guard = NonFiniteLossGuard()
+    batches = FixedBatches([random_batch(seed=seed) for seed in range(20)])
+    history = model.fit(batches, epochs=3, verbose=0, shuffle=False, callbacks=[guard]).history
+    assert guard.stop_reason is not None and guard.stop_reason.startswith("non-finite loss")
+    assert len(history["loss"]) == 1 and not np.isfinite(history["loss"][0])
+    bad_step = int(guard.stop_reason.split("step ")[1])
+    assert 1 <= bad_step < 20

@@ -109,12 +109,15 @@ def test_sigkill_during_checkpoint_write_keeps_the_previous_copy(tmp_path):
     assert int(state_arrays(tmp_path)["next_epoch"]) == 1
 
 
-def test_nan_loss_stops_with_reason_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_nan_loss_stops_with_reason_and_keeps_the_last_good_checkpoint(tmp_path, backend):
     # lambda1 = 0 in epoch 1, then astronomically large: the loss overflows in epoch 2.
+    # On JAX the guard runs in Keras' asynchronous callback threads.
+    pytest.importorskip(backend)
     model_dir = tmp_path / "run"
     completed = train(
         "--dataset=digits", "--width=0.5", "--epochs=4", "--consistency_weight=1e38",
-        "--verbose=0", f"--model_dir={model_dir}",
+        "--verbose=0", f"--model_dir={model_dir}", env={"KERAS_BACKEND": backend},
     )
     assert completed.returncode == 1
     assert "non-finite loss" in completed.stderr
@@ -199,6 +202,7 @@ BAD_INPUTS = [
     (["--dataset=cifar10", "--data_dir={tmp}"], "cifar10 is not available"),
     (["--model=resnet"], "--model must be one of"),
     (["--model=conv_large"], "conv_large needs images of at least 12x12"),
+    (["--steps_per_execution=0"], "--steps_per_execution must be >= 1"),
 ]
 
 
