@@ -1,5 +1,5 @@
-"""Reference: the same MT+LC training step in plain PyTorch (Conv2d + BatchNorm2d), for
-comparing CPU throughput with scripts/benchmark.py on the same machine.
+"""Reference: the MT+LC training step in PyTorch, for comparing CPU throughput with
+scripts/benchmark.py on the same machine.
 
     pip install torch   # not a dependency of lcmt_tf
     python scripts/benchmark_torch.py --steps=4 --repeats=3 --output=torch.json
@@ -9,6 +9,15 @@ translations (reflection padding, 2 px) and flips per image, student and teacher
 training mode, CE + 100 * softmax MSE + 10 * LC (epsilon 50), SGD Nesterov with
 weight decay, EMA teacher update. Only what is timed matters here; it is not a
 second implementation of the package.
+
+Two variants:
+  --layers=batch_norm  Conv2d + BatchNorm2d, as lcmt_tf's conv_large (default);
+  --layers=weight_norm weight-normalized convolutions with mean-only batch
+                       normalization, the layer type of the authors' PyTorch code.
+  --passes=joint       one student and one teacher pass over all 160 images, as
+                       lcmt_tf's MeanTeacher (default);
+  --passes=separate    labeled and unlabeled images through each network
+                       separately (four passes), as the authors' training loop.
 """
 
 import argparse
@@ -22,11 +31,37 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def conv_large(num_classes=10, width=1.0):
+class WeightNormConv2d(nn.Module):
+    """w = g * v / ||v|| per output channel, followed by mean-only batch normalization
+    (subtract the batch mean, or its running average in eval mode, then add a bias)."""
+
+    def __init__(self, cin, cout, kernel, padding):
+        super().__init__()
+        self.padding = padding
+        self.v = nn.Parameter(torch.randn(cout, cin, kernel, kernel) * 0.05)
+        self.g = nn.Parameter(torch.ones(cout))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.register_buffer("running_mean", torch.zeros(cout))
+
+    def forward(self, x):
+        norm = self.v.flatten(1).norm(dim=1)
+        y = F.conv2d(x, self.v * (self.g / norm)[:, None, None, None], padding=self.padding)
+        if self.training:
+            mean = y.mean((0, 2, 3))
+            with torch.no_grad():
+                self.running_mean.mul_(0.9).add_(0.1 * mean)
+        else:
+            mean = self.running_mean
+        return y - mean[None, :, None, None] + self.bias[None, :, None, None]
+
+
+def conv_large(num_classes=10, width=1.0, layers="batch_norm"):
     def c(channels):
         return max(1, int(round(channels * width)))
 
     def block(cin, cout, kernel, padding):
+        if layers == "weight_norm":
+            return [WeightNormConv2d(cin, cout, kernel, padding), nn.LeakyReLU(0.1)]
         return [nn.Conv2d(cin, cout, kernel, padding=padding, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1)]
 
     layers = block(3, c(128), 3, 1) + block(c(128), c(128), 3, 1) + block(c(128), c(128), 3, 1)
@@ -40,9 +75,9 @@ def conv_large(num_classes=10, width=1.0):
 
 
 class Network(nn.Module):
-    def __init__(self, width):
+    def __init__(self, width, layers):
         super().__init__()
-        self.features, self.classifier = conv_large(width=width)
+        self.features, self.classifier = conv_large(width=width, layers=layers)
 
     def forward(self, x):
         z = self.features(x)
@@ -78,10 +113,12 @@ def main():
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--warmup_steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--layers", choices=["batch_norm", "weight_norm"], default="batch_norm")
+    parser.add_argument("--passes", choices=["joint", "separate"], default="joint")
     parser.add_argument("--output", default="")
     args = parser.parse_args()
     torch.manual_seed(0)
-    student = Network(args.width)
+    student = Network(args.width, args.layers)
     teacher = copy.deepcopy(student)
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
@@ -91,10 +128,16 @@ def main():
     labels = torch.randint(0, 10, (32,))
     images = torch.cat([labeled, unlabeled])
 
+    def forward(network, batch):
+        if args.passes == "joint":
+            return network(batch)
+        labeled_out, unlabeled_out = network(batch[:32]), network(batch[32:])
+        return tuple(torch.cat(pair) for pair in zip(labeled_out, unlabeled_out))
+
     def step():
-        student_features, student_logits = student(augment(images))
+        student_features, student_logits = forward(student, augment(images))
         with torch.no_grad():
-            _, teacher_logits = teacher(augment(images))
+            _, teacher_logits = forward(teacher, augment(images))
         loss = F.cross_entropy(student_logits[:32], labels)
         loss = loss + 100 * ((F.softmax(student_logits, 1) - F.softmax(teacher_logits, 1)) ** 2).mean()
         loss = loss + 10 * lc_loss(student_features[:32], student_features[32:], 50.0)
@@ -115,7 +158,8 @@ def main():
         times.append((time.perf_counter() - start) / args.steps)
     step_time = statistics.median(times)
     record = {"mode": "mtlc", "framework": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
-              "width": args.width, "step_time_ms": round(1000 * step_time, 2),
+              "layers": args.layers, "passes": args.passes, "width": args.width, "step_time_ms": round(1000 * step_time, 2),
+              "step_time_min_ms": round(1000 * min(times), 2),
               "images_per_s": round(160 / step_time, 1), "step_times_ms": [round(1000 * t, 2) for t in times]}
     print(json.dumps(record))
     if args.output:
