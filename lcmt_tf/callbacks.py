@@ -102,12 +102,10 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
     Unlike keras.callbacks.TerminateOnNaN it keeps the reason, so the run can write it
     into results.json; ResumeCheckpoint does not save the failed epoch.
 
-    It is safe for Keras' asynchronous callback dispatch (JAX backend): reading the loss
-    then waits for the step in a worker thread, not in the loop that launches the next
-    step; the epoch's end waits for all of them.
+    It is deliberately not marked `async_safe`: on JAX, Keras would hand the step's logs
+    to a worker thread while the next compiled step donates (deletes) those buffers.
+    Use --steps_per_execution to check less often.
     """
-
-    async_safe = True
 
     def __init__(self):
         super().__init__()
@@ -119,7 +117,7 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if self.stop_reason is None and loss is not None and not math.isfinite(float(loss)):
             self.stop_reason = (
                 f"non-finite loss ({float(loss)}) at epoch {self._epoch + 1}, step {batch + 1}"
             )

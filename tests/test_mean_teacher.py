@@ -304,8 +304,8 @@ def test_steps_per_execution_trains_exactly_like_single_steps():
 
 
 def test_non_finite_loss_guard_stops_fit_at_the_first_bad_step():
-    """Alone with verbose=0 the guard leaves Keras' asynchronous dispatch on (JAX): it
-    still names the non-finite step and stops the run in the epoch where it happened."""
+    """Alone with verbose=0 (no other per-step callback) the guard names the first
+    non-finite step and stops the run in that epoch, on every backend."""
     model = small_mean_teacher(consistency_weight=1e38)
     model.compile(optimizer=keras.optimizers.SGD(0.05))
     guard = NonFiniteLossGuard()
