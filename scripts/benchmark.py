@@ -67,18 +67,18 @@ def build(mode: str):
     student = conv_large(NUM_CLASSES, IMAGE_SHAPE, width=FLAGS.width)
     augmentation = Augmentation([0.49, 0.48, 0.45], [0.25, 0.24, 0.26], max_translation=2, horizontal_flip=True, seed=0)
     optimizer = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    compile_options = dict(optimizer=optimizer, jit_compile=FLAGS.jit_compile or "auto",
+                           steps_per_execution=FLAGS.steps_per_execution)
     if mode == "supervised":
         images = keras.Input(IMAGE_SHAPE, dtype="uint8")
         _, logits = student(augmentation(images))
         model = keras.Model(images, logits)
-        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=FLAGS.jit_compile or "auto", steps_per_execution=FLAGS.steps_per_execution)
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **compile_options)
     else:
         model = MeanTeacher(student, augmentation, ema_decay=0.99, consistency_weight=100.0,
                             lc_weight=10.0 if mode == "mtlc" else 0.0, lc_epsilon=50.0,
                             use_local_clustering=mode == "mtlc")
-        model.compile(optimizer=optimizer, jit_compile=FLAGS.jit_compile or "auto",
-                      steps_per_execution=FLAGS.steps_per_execution)
+        model.compile(**compile_options)
     return model, student
 
 

@@ -11,18 +11,25 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_benchmark_writes_one_record_per_configuration(tmp_path):
+def run_benchmark(tmp_path, *args):
+    """scripts/benchmark.py on the active backend; returns (completed process, records)."""
     output = tmp_path / "bench.json"
     backend = keras.backend.backend()
     completed = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), f"--backend={backend}",
-         "--width=0.0625", "--steps=2", "--warmup_steps=1", "--repeats=2",
-         "--inputs=synthetic,pipeline", f"--output={output}"],
+        [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), f"--backend={backend}", *args,
+         f"--output={output}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    records = json.loads(output.read_text())
+    return completed, json.loads(output.read_text())
+
+
+def test_benchmark_writes_one_record_per_configuration(tmp_path):
+    backend = keras.backend.backend()
+    completed, records = run_benchmark(
+        tmp_path, "--width=0.0625", "--steps=2", "--warmup_steps=1", "--repeats=2", "--inputs=synthetic,pipeline"
+    )
     assert [(r["mode"], r["input"]) for r in records] == [
         (mode, source) for source in ("synthetic", "pipeline") for mode in ("supervised", "mt", "mtlc")
     ]
@@ -40,17 +47,10 @@ def test_benchmark_writes_one_record_per_configuration(tmp_path):
 
 def test_every_requested_step_is_timed_beyond_one_pass_of_the_pipeline(tmp_path):
     """The benchmark's pipeline holds 28 batches; 3 repeats of 30 steps must all run."""
-    output = tmp_path / "bench.json"
-    backend = keras.backend.backend()
-    completed = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), f"--backend={backend}",
-         "--width=0.03125", "--steps=30", "--warmup_steps=1", "--repeats=3", "--steps_per_execution=4",
-         "--modes=supervised", "--inputs=pipeline", f"--output={output}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    _, (record,) = run_benchmark(
+        tmp_path, "--width=0.03125", "--steps=30", "--warmup_steps=1", "--repeats=3", "--steps_per_execution=4",
+        "--modes=supervised", "--inputs=pipeline",
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    (record,) = json.loads(output.read_text())
     assert record["steps_timed"] == 90 and record["steps_per_execution"] == 4
     assert len(record["step_times_ms"]) == 3
 
