@@ -2,7 +2,7 @@
 scripts/benchmark.py on the same machine.
 
     pip install torch   # not a dependency of lcmt_tf
-    python scripts/benchmark_torch.py --steps=4 --repeats=3 --output=torch.json
+    python benchmarks/benchmark_torch.py --steps=4 --repeats=3 --output=torch.json
 
 It follows the authors' step: 32 labeled + 128 unlabeled images, two random
 translations (reflection padding, 2 px) and flips per image, student and teacher in
@@ -62,13 +62,21 @@ def conv_large(num_classes=10, width=1.0, layers="batch_norm"):
     def block(cin, cout, kernel, padding):
         if layers == "weight_norm":
             return [WeightNormConv2d(cin, cout, kernel, padding), nn.LeakyReLU(0.1)]
-        return [nn.Conv2d(cin, cout, kernel, padding=padding, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1)]
+        return [
+            nn.Conv2d(cin, cout, kernel, padding=padding, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.LeakyReLU(0.1),
+        ]
 
     layers = block(3, c(128), 3, 1) + block(c(128), c(128), 3, 1) + block(c(128), c(128), 3, 1)
     layers += [nn.MaxPool2d(2), nn.Dropout(0.5)]
-    layers += block(c(128), c(256), 3, 1) + block(c(256), c(256), 3, 1) + block(c(256), c(256), 3, 1)
+    layers += (
+        block(c(128), c(256), 3, 1) + block(c(256), c(256), 3, 1) + block(c(256), c(256), 3, 1)
+    )
     layers += [nn.MaxPool2d(2), nn.Dropout(0.5)]
-    layers += block(c(256), c(512), 3, 0) + block(c(512), c(256), 1, 0) + block(c(256), c(128), 1, 0)
+    layers += (
+        block(c(256), c(512), 3, 0) + block(c(512), c(256), 1, 0) + block(c(256), c(128), 1, 0)
+    )
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     features = nn.Sequential(*layers)
     return features, nn.Linear(c(128), num_classes)
@@ -89,9 +97,13 @@ def augment(images):
     padded = F.pad(images, (2, 2, 2, 2), mode="reflect")
     dy = torch.randint(0, 5, (batch,))
     dx = torch.randint(0, 5, (batch,))
-    rows = (dy[:, None] + torch.arange(height)[None])[:, None, :, None].expand(batch, images.shape[1], height, width + 4)
+    rows = (dy[:, None] + torch.arange(height)[None])[:, None, :, None].expand(
+        batch, images.shape[1], height, width + 4
+    )
     out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(width)[None])[:, None, None, :].expand(batch, images.shape[1], height, width)
+    cols = (dx[:, None] + torch.arange(width)[None])[:, None, None, :].expand(
+        batch, images.shape[1], height, width
+    )
     out = out.gather(3, cols)
     flip = torch.rand(batch) < 0.5
     return torch.where(flip[:, None, None, None], out.flip(3), out)
@@ -122,7 +134,9 @@ def main():
     teacher = copy.deepcopy(student)
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
-    optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    optimizer = torch.optim.SGD(
+        student.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4
+    )
     labeled = torch.rand(32, 3, 32, 32)
     unlabeled = torch.rand(128, 3, 32, 32)
     labels = torch.randint(0, 10, (32,))
@@ -139,7 +153,9 @@ def main():
         with torch.no_grad():
             _, teacher_logits = forward(teacher, augment(images))
         loss = F.cross_entropy(student_logits[:32], labels)
-        loss = loss + 100 * ((F.softmax(student_logits, 1) - F.softmax(teacher_logits, 1)) ** 2).mean()
+        loss = (
+            loss + 100 * ((F.softmax(student_logits, 1) - F.softmax(teacher_logits, 1)) ** 2).mean()
+        )
         loss = loss + 10 * lc_loss(student_features[:32], student_features[32:], 50.0)
         optimizer.zero_grad()
         loss.backward()
@@ -157,10 +173,18 @@ def main():
             step()
         times.append((time.perf_counter() - start) / args.steps)
     step_time = statistics.median(times)
-    record = {"mode": "mtlc", "framework": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
-              "layers": args.layers, "passes": args.passes, "width": args.width, "step_time_ms": round(1000 * step_time, 2),
-              "step_time_min_ms": round(1000 * min(times), 2),
-              "images_per_s": round(160 / step_time, 1), "step_times_ms": [round(1000 * t, 2) for t in times]}
+    record = {
+        "mode": "mtlc",
+        "framework": f"torch {torch.__version__}",
+        "threads": torch.get_num_threads(),
+        "layers": args.layers,
+        "passes": args.passes,
+        "width": args.width,
+        "step_time_ms": round(1000 * step_time, 2),
+        "step_time_min_ms": round(1000 * min(times), 2),
+        "images_per_s": round(160 / step_time, 1),
+        "step_times_ms": [round(1000 * t, 2) for t in times],
+    }
     print(json.dumps(record))
     if args.output:
         with open(args.output, "w") as file:

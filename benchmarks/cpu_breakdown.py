@@ -1,6 +1,6 @@
 """Where the float32 training step's time goes on a CPU (TensorFlow backend only).
 
-    python scripts/cpu_breakdown.py --repeats=5 --output=breakdown.json
+    python benchmarks/cpu_breakdown.py --repeats=5 --output=breakdown.json
 
 Times the compute of one Mean Teacher step -- student forward + backward and teacher
 forward in training mode on 160 images -- for conv_large and for copies of it with
@@ -35,8 +35,11 @@ from absl import app, flags  # noqa: E402
 
 flags.DEFINE_float("width", 1.0, "conv_large channel multiplier")
 flags.DEFINE_integer("repeats", 5, "timed steps per variant after one warm-up step")
-flags.DEFINE_list("variants", ["conv_only", "no_dropout", "no_batch_norm", "keras", "fused_batch_norm"],
-                  "which variants to time")
+flags.DEFINE_list(
+    "variants",
+    ["conv_only", "no_dropout", "no_batch_norm", "keras", "fused_batch_norm"],
+    "which variants to time",
+)
 flags.DEFINE_string("output", "", "write the records as JSON here")
 FLAGS = flags.FLAGS
 
@@ -52,12 +55,20 @@ def fused_batch_norm_class():
             if not training:
                 return super().call(inputs, training=training)
             outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=self.gamma.value, offset=self.beta.value,
-                mean=tf.zeros_like(self.moving_mean.value), variance=tf.ones_like(self.moving_variance.value),
-                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True,
+                x=inputs,
+                scale=self.gamma.value,
+                offset=self.beta.value,
+                mean=tf.zeros_like(self.moving_mean.value),
+                variance=tf.ones_like(self.moving_variance.value),
+                epsilon=self.epsilon,
+                exponential_avg_factor=1.0,
+                data_format="NHWC",
+                is_training=True,
             )
             self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
-            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1 - self.momentum))
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum + variance * (1 - self.momentum)
+            )
             return outputs
 
     return FusedBatchNormalization
@@ -116,9 +127,14 @@ def time_variant(name: str) -> dict:
         start = time.perf_counter()
         [gradient.numpy() for gradient in step()]
         seconds.append(time.perf_counter() - start)
-    return {"variant": name, "width": FLAGS.width, "images": IMAGES,
-            "median_ms": round(1000 * statistics.median(seconds), 1),
-            "min_ms": round(1000 * min(seconds), 1), "times_ms": [round(1000 * s, 1) for s in seconds]}
+    return {
+        "variant": name,
+        "width": FLAGS.width,
+        "images": IMAGES,
+        "median_ms": round(1000 * statistics.median(seconds), 1),
+        "min_ms": round(1000 * min(seconds), 1),
+        "times_ms": [round(1000 * s, 1) for s in seconds],
+    }
 
 
 def peak_rates() -> list[dict]:
@@ -129,8 +145,11 @@ def peak_rates() -> list[dict]:
     kernel = tf.random.normal((3, 3, 128, 128), seed=2)
     cases = (
         ("matmul_4096", tf.function(lambda: tf.matmul(matrix, matrix)), 2 * 4096**3),
-        ("conv3x3_128", tf.function(lambda: tf.nn.conv2d(images, kernel, 1, "SAME")),
-         2 * IMAGES * 32 * 32 * 9 * 128 * 128),
+        (
+            "conv3x3_128",
+            tf.function(lambda: tf.nn.conv2d(images, kernel, 1, "SAME")),
+            2 * IMAGES * 32 * 32 * 9 * 128 * 128,
+        ),
     )
     records = []
     for name, function, flop in cases:
@@ -141,7 +160,10 @@ def peak_rates() -> list[dict]:
             function().numpy()
             fastest = min(fastest, time.perf_counter() - start)
         records.append({"variant": name, "float32_gflop_per_s": round(flop / fastest / 1e9, 1)})
-        print(f"{name:17s} {records[-1]['float32_gflop_per_s']:8.1f} GFLOP/s (float32, fastest)", flush=True)
+        print(
+            f"{name:17s} {records[-1]['float32_gflop_per_s']:8.1f} GFLOP/s (float32, fastest)",
+            flush=True,
+        )
     return records
 
 
@@ -150,8 +172,11 @@ def main(argv):
     records = peak_rates()
     for name in FLAGS.variants:
         records.append(time_variant(name))
-        print(f"{name:17s} median {records[-1]['median_ms']:8.1f} ms  fastest {records[-1]['min_ms']:8.1f} ms",
-              flush=True)
+        record = records[-1]
+        print(
+            f"{name:17s} median {record['median_ms']:8.1f} ms  fastest {record['min_ms']:8.1f} ms",
+            flush=True,
+        )
     if FLAGS.output:
         with open(FLAGS.output, "w") as file:
             json.dump(records, file, indent=2)

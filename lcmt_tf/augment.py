@@ -91,9 +91,7 @@ class Augmentation(keras.layers.Layer):
 
     def call(self, images, training=False):
         images = ops.cast(images, "float32") / 255.0
-        images = (images - ops.array(self.mean, "float32")) / ops.array(
-            self.std, "float32"
-        )
+        images = (images - ops.array(self.mean, "float32")) / ops.array(self.std, "float32")
         if not training:
             return images
         images = random_translate(images, self.max_translation, self.seed_generator)

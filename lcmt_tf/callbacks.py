@@ -12,6 +12,7 @@ import math
 
 import keras
 
+from lcmt_tf.mean_teacher import errors_from_accuracies
 from lcmt_tf.schedules import linear_decay, sigmoid_rampup
 
 
@@ -36,9 +37,7 @@ class LocalClusteringSchedule(keras.callbacks.Callback):
     Also sets epsilon (constant, but a variable so a user schedule can change it).
     """
 
-    def __init__(
-        self, max_weight: float, start_epoch: int, rampup_epochs: float, epsilon: float
-    ):
+    def __init__(self, max_weight: float, start_epoch: int, rampup_epochs: float, epsilon: float):
         super().__init__()
         self.max_weight = float(max_weight)
         self.start_epoch = int(start_epoch)
@@ -65,14 +64,6 @@ def linear_lr_decay(base_lr: float, decay_start: float, decay_end: float):
     )
 
 
-def test_errors(evaluation: dict) -> dict[str, float]:
-    """Student and teacher test error (percent) from MeanTeacher.evaluate's dict."""
-    return {
-        "student_test_error": 100.0 * (1.0 - float(evaluation["student_accuracy"])),
-        "teacher_test_error": 100.0 * (1.0 - float(evaluation["teacher_accuracy"])),
-    }
-
-
 class PeriodicEvaluation(keras.callbacks.Callback):
     """Evaluates on held-out data every `every` epochs and after the last one, adding
     `student_test_error` and `teacher_test_error` (percent) to the epoch's logs.
@@ -91,7 +82,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         if (epoch + 1) % self.every and epoch + 1 != self.total_epochs:
             return
         result = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
-        self.last_result = test_errors(result)
+        self.last_result = errors_from_accuracies(result)
         if logs is not None:
             logs.update(self.last_result)
 
@@ -154,7 +145,7 @@ class CollapseMonitor(keras.callbacks.Callback):
             return
         message = (
             f"feature distribution collapse at epoch {epoch + 1}: feature spread {spread:.3g} "
-            f"is {ratio:.2%} of its peak, LC neighbour fraction "
+            f"is {ratio:.2%} of its peak, LC neighbor fraction "
             f"{float(logs.get('lc_neighbor_fraction', float('nan'))):.3f}; "
             "lower --lc_epsilon or --lc_weight"
         )

@@ -1,22 +1,31 @@
 """One frozen dataclass for a training run, and the one place that validates it.
 
-Field names are the command line's flag names; `scripts/train.py` builds a
-TrainConfig from its flags, and notebooks build one directly.
+Field names are the command line's flag names, and each field carries its flag's
+help text (`dataclasses.fields(TrainConfig)[i].metadata["help"]`): scripts/train.py
+defines its flags from these fields, and notebooks build a TrainConfig directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lcmt_tf.errors import UserInputError
+from lcmt_tf.models import MODELS
 
-MODELS = ("conv_large", "digits_net")
+if TYPE_CHECKING:
+    from lcmt_tf.data import ImageDataset
+
 MIXED_PRECISION = ("", "bfloat16", "float16")
 
 # Fields that may differ when a run is resumed: they do not change what is computed.
 RESUMABLE_DIFFERENCES = ("data_dir", "download", "overwrite", "verbose", "steps_per_execution")
+
+
+def setting(default: Any, help_text: str) -> Any:
+    """A TrainConfig field: its default and the help text of its flag."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,46 +34,62 @@ class TrainConfig:
     the embedded digits data set."""
 
     # data
-    dataset: str = "digits"
-    data_dir: str | None = None
-    download: bool = False
-    num_labels: int = 50
-    label_seed: int = 0
-    labeled_batch_size: int = 32
-    unlabeled_batch_size: int = 128
+    dataset: str = setting("digits", "cifar10, svhn, digits, npz:PATH or folder:PATH")
+    data_dir: str | None = setting(None, "tensorflow-datasets data directory (cifar10, svhn)")
+    download: bool = setting(False, "let tensorflow-datasets download cifar10/svhn if missing")
+    num_labels: int = setting(50, "labeled training images, divisible by the class count")
+    label_seed: int = setting(0, "seed of the labeled split")
+    labeled_batch_size: int = setting(32, "labeled images per step")
+    unlabeled_batch_size: int = setting(
+        128, "unlabeled images per step (an epoch = one pass over them)"
+    )
     # augmentation
-    translate: int = 2
-    hflip: bool = False
-    input_noise: float = 0.0
+    translate: int = setting(2, "random translation, pixels (reflection padding)")
+    hflip: bool = setting(False, "random horizontal flips")
+    input_noise: float = setting(0.0, "std of Gaussian noise added to normalized images")
     # model
-    model: str = "digits_net"
-    width: float = 1.0
+    model: str = setting("digits_net", f"network: {', '.join(MODELS)}")
+    width: float = setting(1.0, "channel-count multiplier of the network")
     # optimization
-    seed: int = 0
-    epochs: int = 100
-    lr: float = 0.05
-    lr_decay_epochs: int = 0
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    ema_decay: float = 0.99
+    seed: int = setting(0, "seed of initialization, augmentation, dropout and batch order")
+    epochs: int = setting(100, "total epochs")
+    lr: float = setting(0.05, "base learning rate (SGD)")
+    lr_decay_epochs: int = setting(
+        0, "linear decay of the learning rate to 0 over the last N epochs"
+    )
+    momentum: float = setting(0.9, "SGD momentum")
+    nesterov: bool = setting(True, "Nesterov momentum")
+    weight_decay: float = setting(1e-4, "decoupled weight decay (0 = none)")
+    ema_decay: float = setting(0.99, "teacher EMA decay alpha")
     # Mean Teacher and Local Clustering
-    consistency_weight: float = 100.0
-    consistency_rampup_epochs: int = 5
-    lc_weight: float = 0.0
-    lc_start_epoch: int = 0
-    lc_rampup_epochs: int = 0
-    lc_epsilon: float = 1.0
+    consistency_weight: float = setting(
+        100.0, "lambda1, the consistency cost's weight after ramp-up (0 = none)"
+    )
+    consistency_rampup_epochs: int = setting(5, "sigmoid ramp-up length of lambda1, epochs")
+    lc_weight: float = setting(
+        0.0, "lambda2, the LC loss's weight after ramp-up (0 = plain Mean Teacher)"
+    )
+    lc_start_epoch: int = setting(0, "epoch at which Local Clustering starts")
+    lc_rampup_epochs: int = setting(0, "sigmoid ramp-up length of lambda2, epochs")
+    lc_epsilon: float = setting(
+        1.0, "LC neighborhood radius epsilon (mean squared feature distance)"
+    )
     # running
-    eval_every: int = 5
-    model_dir: str = "runs/default"
-    overwrite: bool = False
-    deterministic: bool = False
-    stop_on_collapse: bool = False
-    jit_compile: bool = False
-    steps_per_execution: int = 1
-    mixed_precision: str = ""
-    verbose: int = 1
+    eval_every: int = setting(5, "evaluate on the test set every N epochs (and at the end)")
+    model_dir: str = setting(
+        "runs/default", "run directory: logs, checkpoints, results; rerun to resume"
+    )
+    overwrite: bool = setting(False, "replace a run with a different configuration in --model_dir")
+    deterministic: bool = setting(False, "bit-identical runs on CPU (TensorFlow op determinism)")
+    stop_on_collapse: bool = setting(False, "stop when the feature distribution collapses")
+    jit_compile: bool = setting(False, "compile the training step with XLA")
+    steps_per_execution: int = setting(
+        1,
+        "training steps per call of the compiled function; callbacks and the progress bar "
+        "see every N-th step, so a GPU is not held up by Python between steps",
+    )
+    mixed_precision: str = setting("", "'', bfloat16 or float16 compute (weights stay float32)")
+    verbose: int = setting(1, "0 silent, 1 progress bar, 2 one line per epoch")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,7 +116,10 @@ class TrainConfig:
         )
         _check(self.translate >= 0, "--translate must be >= 0 pixels")
         _check(self.input_noise >= 0, "--input_noise must be >= 0")
-        _check(self.model in MODELS, f"--model must be one of {', '.join(MODELS)}, not {self.model!r}")
+        _check(
+            self.model in MODELS,
+            f"--model must be one of {', '.join(MODELS)}, not {self.model!r}",
+        )
         _check(self.width > 0, "--width must be > 0")
         _check(self.epochs >= 1, "--epochs must be >= 1")
         _check(self.lr > 0, "--lr must be > 0")
@@ -123,6 +151,46 @@ class TrainConfig:
         from lcmt_tf.data.sources import source_kind
 
         source_kind(self.dataset)
+        return self
+
+    def check_against_data(self, dataset: "ImageDataset") -> "TrainConfig":
+        """Raises UserInputError for settings the loaded data cannot satisfy: the
+        labeled split, one unlabeled batch, the network's and the translation's
+        image size."""
+        num_classes = dataset.num_classes
+        _check(
+            self.num_labels % num_classes == 0,
+            f"--num_labels={self.num_labels} is not divisible by the {num_classes} classes; "
+            f"use a multiple of {num_classes}",
+        )
+        per_class = self.num_labels // num_classes
+        for label, count in enumerate(dataset.class_counts()):
+            _check(
+                count >= per_class + 1,
+                f"--num_labels={self.num_labels} needs {per_class} labeled images of class "
+                f"{label} plus unlabeled ones, but it has {count} images",
+            )
+        num_unlabeled = len(dataset.y_train) - self.num_labels
+        _check(
+            num_unlabeled >= self.unlabeled_batch_size,
+            f"{num_unlabeled} unlabeled images do not fill one batch of "
+            f"--unlabeled_batch_size={self.unlabeled_batch_size}",
+        )
+        height, width, _ = dataset.image_shape
+        min_size = MODELS[self.model].min_image_size
+        if min(height, width) < min_size:
+            fitting = [
+                name for name, spec in MODELS.items() if spec.min_image_size <= min(height, width)
+            ]
+            hint = f"use --model={' or --model='.join(fitting)}" if fitting else "use larger images"
+            raise UserInputError(
+                f"{self.model} needs images of at least {min_size}x{min_size}, {dataset.name} "
+                f"has {height}x{width}; {hint}"
+            )
+        _check(
+            self.translate < min(height, width),
+            f"--translate={self.translate} must be smaller than the image size {height}x{width}",
+        )
         return self
 
 

@@ -27,20 +27,18 @@ def pairwise_mean_squared_distance(a, b):
     return ops.mean(ops.square(difference), axis=-1)
 
 
-def _neighbour_term(distances, epsilon):
+def _neighbor_term(distances, epsilon):
     """Eq. (4)-(5) for one block of pairs: sum(m * exp(-d/eps) * d) / sum(m).
 
-    Returns (term, neighbour_count). The mask m = [d <= eps] carries no gradient; the
-    term is 0 (not NaN) when the block has no neighbour pair.
+    Returns (term, neighbor_count). The mask m = [d <= eps] carries no gradient; the
+    term is 0 (not NaN) when the block has no neighbor pair.
     """
     mask = ops.stop_gradient(ops.cast(distances <= epsilon, "float32"))
     weights = ops.exp(-distances / epsilon)
-    neighbour_count = ops.sum(mask)
+    neighbor_count = ops.sum(mask)
     weighted_sum = ops.sum(mask * weights * distances)
-    term = ops.where(
-        neighbour_count > 0, weighted_sum / ops.maximum(neighbour_count, 1.0), 0.0
-    )
-    return term, neighbour_count
+    term = ops.where(neighbor_count > 0, weighted_sum / ops.maximum(neighbor_count, 1.0), 0.0)
+    return term, neighbor_count
 
 
 def local_clustering(z_labeled, z_unlabeled, epsilon):
@@ -49,21 +47,19 @@ def local_clustering(z_labeled, z_unlabeled, epsilon):
     Args:
         z_labeled: (n_l, d) features of the labeled images.
         z_unlabeled: (n_u, d) features of the unlabeled images.
-        epsilon: neighbourhood radius (float or scalar tensor/variable), > 0.
+        epsilon: neighborhood radius (float or scalar tensor/variable), > 0.
 
     Returns:
         (loss, neighbor_fraction): loss = term(L, U) + term(U, U) as in eq. (5), where
-        the U-U block includes the i = j pairs; neighbor_fraction = neighbour pairs /
+        the U-U block includes the i = j pairs; neighbor_fraction = neighbor pairs /
         all pairs over those two blocks (labeled-labeled pairs are not used).
     """
     epsilon = ops.cast(epsilon, "float32")
     labeled_unlabeled = pairwise_mean_squared_distance(z_labeled, z_unlabeled)
     unlabeled_unlabeled = pairwise_mean_squared_distance(z_unlabeled, z_unlabeled)
-    term_lu, count_lu = _neighbour_term(labeled_unlabeled, epsilon)
-    term_uu, count_uu = _neighbour_term(unlabeled_unlabeled, epsilon)
-    total_pairs = ops.cast(
-        ops.size(labeled_unlabeled) + ops.size(unlabeled_unlabeled), "float32"
-    )
+    term_lu, count_lu = _neighbor_term(labeled_unlabeled, epsilon)
+    term_uu, count_uu = _neighbor_term(unlabeled_unlabeled, epsilon)
+    total_pairs = ops.cast(ops.size(labeled_unlabeled) + ops.size(unlabeled_unlabeled), "float32")
     neighbor_fraction = ops.stop_gradient((count_lu + count_uu) / total_pairs)
     return term_lu + term_uu, neighbor_fraction
 

@@ -11,36 +11,60 @@ a dict with
 `evaluate` takes the usual `(images, labels)` batches and reports the student's and
 the teacher's accuracy; `predict` (and `model(images)`) returns the teacher's logits.
 
-The loss math (`_forward`) is backend-agnostic `keras.ops`; only `train_step`
-differs per backend: a GradientTape on TensorFlow, a stateless `jax.value_and_grad`
-on JAX.
+This file holds what is the same on every backend: the losses of a step
+(`compute_losses`), the metrics, and the EMA rule. The steps that differ per backend
+(a GradientTape on TensorFlow, stateless `jax.value_and_grad` on JAX) are in
+`lcmt_tf/steps/`, chosen once when this module is imported.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import keras
 from keras import ops
 
 from lcmt_tf.augment import Augmentation
 from lcmt_tf.losses import feature_spread, local_clustering, softmax_mse
+from lcmt_tf.steps import BackendSteps
 
 BATCH_KEYS = ("labeled_images", "labels", "unlabeled_images")
 
-# Per-epoch averages reported by train_step, in display order.
-_TRAIN_MEANS = (
+# The per-step values compute_losses returns; fit reports each as its epoch average
+# under this name (logs, history, TensorBoard's epoch_<name>). The two weights are
+# the values of lambda1 and lambda2 in the step, named after the flags that set
+# their maximum.
+LOSS_TERMS = (
     "loss",
     "ce",
     "consistency",
     "lc",
     "lc_neighbor_fraction",
     "feature_spread",
-    "lambda1",
-    "lambda2",
+    "consistency_weight",
+    "lc_weight",
 )
 
 
+class LabeledLogits(NamedTuple):
+    """What the accuracy metrics of a training step need: the labeled images'
+    labels and the student's and teacher's logits for them."""
+
+    labels: object
+    student: object
+    teacher: object
+
+
+def errors_from_accuracies(evaluation: dict) -> dict[str, float]:
+    """Student and teacher test error (percent) from MeanTeacher.evaluate's dict."""
+    return {
+        "student_test_error": 100.0 * (1.0 - float(evaluation["student_accuracy"])),
+        "teacher_test_error": 100.0 * (1.0 - float(evaluation["teacher_accuracy"])),
+    }
+
+
 @keras.saving.register_keras_serializable(package="lcmt_tf")
-class MeanTeacher(keras.Model):
+class MeanTeacher(BackendSteps, keras.Model):
     """Mean Teacher with Local Clustering (Chen et al.).
 
     Args:
@@ -78,18 +102,13 @@ class MeanTeacher(keras.Model):
         # so no optimizer or gradient ever touches them: only the EMA does.
         for variable in self.teacher.weights:
             variable.trainable = False
-        self.consistency_weight = self._scalar_variable(consistency_weight, "lambda1")
-        self.lc_weight = self._scalar_variable(lc_weight, "lambda2")
+        self.consistency_weight = self._scalar_variable(consistency_weight, "consistency_weight")
+        self.lc_weight = self._scalar_variable(lc_weight, "lc_weight")
         self.lc_epsilon = self._scalar_variable(lc_epsilon, "lc_epsilon")
-        self._mean_trackers = {
-            name: keras.metrics.Mean(name=name) for name in _TRAIN_MEANS
-        }
-        self.student_accuracy = keras.metrics.SparseCategoricalAccuracy(
-            name="student_accuracy"
-        )
-        self.teacher_accuracy = keras.metrics.SparseCategoricalAccuracy(
-            name="teacher_accuracy"
-        )
+        self._term_trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
+        self.student_accuracy = keras.metrics.SparseCategoricalAccuracy(name="student_accuracy")
+        self.teacher_accuracy = keras.metrics.SparseCategoricalAccuracy(name="teacher_accuracy")
+        self._ema_positions = None
         self.built = True
 
     def _scalar_variable(self, value, name):
@@ -100,13 +119,14 @@ class MeanTeacher(keras.Model):
             name=name,
         )
 
-    # ----------------------------------------------------------------- metrics
     @property
     def metrics(self):
-        return [*self._mean_trackers.values(), self.student_accuracy, self.teacher_accuracy]
+        return [*self._term_trackers.values(), self.student_accuracy, self.teacher_accuracy]
 
-    def _ema_pairs(self):
-        """(teacher variable, student variable) for every trainable student weight."""
+    @property
+    def ema_pairs(self) -> list:
+        """(teacher variable, student variable) for every trainable student weight:
+        the pairs the EMA updates after every optimizer step."""
         return [
             (teacher_variable, student_variable)
             for teacher_variable, student_variable in zip(
@@ -115,9 +135,32 @@ class MeanTeacher(keras.Model):
             if student_variable.trainable
         ]
 
-    # ------------------------------------------------------ backend-agnostic math
-    def _forward(self, data):
-        """One training forward pass: returns (loss, terms) for the batch `data`."""
+    @property
+    def ema_positions(self) -> tuple[tuple[int, int], ...]:
+        """`ema_pairs` as (index in non_trainable_variables, index in
+        trainable_variables), for steps that work on lists of values; built once."""
+        if self._ema_positions is None:
+            teacher_index = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
+            student_index = {id(v): i for i, v in enumerate(self.trainable_variables)}
+            self._ema_positions = tuple(
+                (teacher_index[id(teacher)], student_index[id(student)])
+                for teacher, student in self.ema_pairs
+            )
+        return self._ema_positions
+
+    def moving_average(self, teacher_value, student_value):
+        """The EMA rule: alpha * teacher + (1 - alpha) * student."""
+        alpha = self.ema_decay
+        return alpha * teacher_value + (1.0 - alpha) * student_value
+
+    def compute_losses(self, data):
+        """One training forward pass over the batch dict `data`.
+
+        Returns:
+            (loss, terms, labeled_logits): the scalar loss
+            CE + lambda1 * consistency + lambda2 * LC; `terms`, a dict with a scalar for
+            every name in LOSS_TERMS; and the `LabeledLogits` for the accuracies.
+        """
         labeled_images, labels, unlabeled_images = (data[key] for key in BATCH_KEYS)
         num_labeled = ops.shape(labeled_images)[0]
         images = ops.concatenate(
@@ -132,9 +175,7 @@ class MeanTeacher(keras.Model):
 
         labeled_logits = ops.cast(student_logits[:num_labeled], "float32")
         ce = ops.mean(
-            keras.losses.sparse_categorical_crossentropy(
-                labels, labeled_logits, from_logits=True
-            )
+            keras.losses.sparse_categorical_crossentropy(labels, labeled_logits, from_logits=True)
         )
         consistency = softmax_mse(student_logits, teacher_logits)
         if self.use_local_clustering:
@@ -153,112 +194,21 @@ class MeanTeacher(keras.Model):
             "lc": lc,
             "lc_neighbor_fraction": neighbor_fraction,
             "feature_spread": feature_spread(student_features),
-            "labels": labels,
-            "student_labeled_logits": labeled_logits,
-            "teacher_labeled_logits": teacher_logits[:num_labeled],
+            "consistency_weight": ops.convert_to_tensor(self.consistency_weight),
+            "lc_weight": ops.convert_to_tensor(self.lc_weight),
         }
-        return loss, terms
+        return loss, terms, LabeledLogits(labels, labeled_logits, teacher_logits[:num_labeled])
 
-    def _update_metrics(self, terms):
-        values = {
-            **terms,
-            "lambda1": self.consistency_weight,
-            "lambda2": self.lc_weight,
-        }
-        for name, tracker in self._mean_trackers.items():
-            tracker.update_state(values[name])
-        self.student_accuracy.update_state(terms["labels"], terms["student_labeled_logits"])
-        self.teacher_accuracy.update_state(terms["labels"], terms["teacher_labeled_logits"])
+    def update_metrics(self, terms: dict, labeled_logits: LabeledLogits) -> dict:
+        """Adds one step to the epoch's averages and accuracies; returns the logs."""
+        for name, tracker in self._term_trackers.items():
+            tracker.update_state(terms[name])
+        self.student_accuracy.update_state(labeled_logits.labels, labeled_logits.student)
+        self.teacher_accuracy.update_state(labeled_logits.labels, labeled_logits.teacher)
         return {metric.name: metric.result() for metric in self.metrics}
 
-    def _ema_value(self, teacher_value, student_value):
-        alpha = self.ema_decay
-        return alpha * teacher_value + (1.0 - alpha) * student_value
-
-    # ------------------------------------------------------------- train step
-    def train_step(self, *args):
-        if keras.backend.backend() == "jax":
-            return self._jax_train_step(*args)
-        if keras.backend.backend() == "tensorflow":
-            return self._tensorflow_train_step(*args)
-        raise NotImplementedError(
-            f"MeanTeacher.train_step supports the tensorflow and jax backends, "
-            f"not {keras.backend.backend()!r}."
-        )
-
-    def _tensorflow_train_step(self, data):
-        import tensorflow as tf
-
-        trainable_variables = self.student.trainable_variables
-        # Watch only the student: the teacher's forward pass is then not recorded.
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch([variable.value for variable in trainable_variables])
-            loss, terms = self._forward(data)
-            scaled_loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, trainable_variables)
-        self.optimizer.apply(gradients, trainable_variables)
-        for teacher_variable, student_variable in self._ema_pairs():
-            teacher_variable.assign(self._ema_value(teacher_variable, student_variable))
-        return self._update_metrics(terms)
-
-    def _jax_train_step(self, state, data):
-        import jax
-
-        (
-            trainable_values,
-            non_trainable_values,
-            optimizer_values,
-            metrics_values,
-        ) = state
-        trainable_variables = self.trainable_variables
-        non_trainable_variables = self.non_trainable_variables
-
-        def loss_fn(trainable, non_trainable):
-            mapping = [*zip(trainable_variables, trainable), *zip(non_trainable_variables, non_trainable)]
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                loss, terms = self._forward(data)
-                scaled_loss = self.optimizer.scale_loss(loss)
-            updated = [
-                _current_value(scope, variable, value)
-                for variable, value in zip(non_trainable_variables, non_trainable)
-            ]
-            return scaled_loss, (terms, updated)
-
-        (_, (terms, non_trainable_values)), gradients = jax.value_and_grad(
-            loss_fn, has_aux=True
-        )(trainable_values, non_trainable_values)
-        trainable_values, optimizer_values = self.optimizer.stateless_apply(
-            optimizer_values, gradients, trainable_values
-        )
-
-        # EMA: the teacher's weights live among the non-trainable variables.
-        position = {id(variable): index for index, variable in enumerate(non_trainable_variables)}
-        trainable_position = {id(variable): index for index, variable in enumerate(trainable_variables)}
-        non_trainable_values = list(non_trainable_values)
-        for teacher_variable, student_variable in self._ema_pairs():
-            teacher_index = position[id(teacher_variable)]
-            student_value = trainable_values[trainable_position[id(student_variable)]]
-            non_trainable_values[teacher_index] = self._ema_value(
-                non_trainable_values[teacher_index], student_value
-            )
-
-        mapping = [*zip(self.metrics_variables, metrics_values), *zip(non_trainable_variables, non_trainable_values)]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            logs = self._update_metrics(terms)
-        metrics_values = [
-            _current_value(scope, variable, value)
-            for variable, value in zip(self.metrics_variables, metrics_values)
-        ]
-        state = (trainable_values, non_trainable_values, optimizer_values, metrics_values)
-        return logs, state
-
-    # ------------------------------------------------------ evaluate / predict
-    def call(self, images, training=False):
-        """The teacher's logits for raw images (uint8 or float in [0, 255])."""
-        _, logits = self.teacher(self.augmentation(images, training=False), training=training)
-        return logits
-
-    def _evaluate_batch(self, data):
+    def evaluation_metrics(self, data) -> dict:
+        """evaluate's step: student and teacher accuracy on `(images, labels)`."""
         images, labels = data[0], data[1]
         normalized = self.augmentation(images, training=False)
         _, student_logits = self.student(normalized, training=False)
@@ -270,25 +220,11 @@ class MeanTeacher(keras.Model):
             "teacher_accuracy": self.teacher_accuracy.result(),
         }
 
-    def test_step(self, *args):
-        if keras.backend.backend() != "jax":
-            return self._evaluate_batch(*args)
-        state, data = args
-        trainable_values, non_trainable_values, metrics_values = state
-        mapping = [
-            *zip(self.trainable_variables, trainable_values),
-            *zip(self.non_trainable_variables, non_trainable_values),
-            *zip(self.metrics_variables, metrics_values),
-        ]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            logs = self._evaluate_batch(data)
-        metrics_values = [
-            _current_value(scope, variable, value)
-            for variable, value in zip(self.metrics_variables, metrics_values)
-        ]
-        return logs, (trainable_values, non_trainable_values, metrics_values)
+    def call(self, images, training=False):
+        """The teacher's logits for raw images (uint8 or float in [0, 255])."""
+        _, logits = self.teacher(self.augmentation(images, training=False), training=training)
+        return logits
 
-    # ----------------------------------------------------------- serialization
     def get_config(self):
         return {
             **super().get_config(),
@@ -307,8 +243,3 @@ class MeanTeacher(keras.Model):
         config["student"] = keras.saving.deserialize_keras_object(config["student"])
         config["augmentation"] = keras.saving.deserialize_keras_object(config["augmentation"])
         return cls(**config)
-
-
-def _current_value(scope, variable, default):
-    value = scope.get_current_value(variable)
-    return default if value is None else value

@@ -19,9 +19,7 @@ def sigmoid_rampup(epoch: float, rampup_epochs: float) -> float:
     return float(math.exp(-5.0 * phase * phase))
 
 
-def linear_decay(
-    epoch: float, base_lr: float, decay_start: float, decay_end: float
-) -> float:
+def linear_decay(epoch: float, base_lr: float, decay_start: float, decay_end: float) -> float:
     """base_lr until decay_start, then linearly to 0 at decay_end (and 0 after)."""
     if epoch <= decay_start:
         return float(base_lr)

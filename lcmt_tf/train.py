@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 import keras
-import numpy as np
 
 from lcmt_tf.augment import Augmentation
 from lcmt_tf.callbacks import (
@@ -30,7 +29,6 @@ from lcmt_tf.callbacks import (
     NonFiniteLossGuard,
     PeriodicEvaluation,
     linear_lr_decay,
-    test_errors,
 )
 from lcmt_tf.checkpoint import (
     ResumeCheckpoint,
@@ -47,8 +45,9 @@ from lcmt_tf.data import (
     stratified_label_split,
 )
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.mean_teacher import MeanTeacher
-from lcmt_tf.models import MODEL_BUILDERS
+from lcmt_tf.mean_teacher import MeanTeacher, errors_from_accuracies
+from lcmt_tf.models import MODELS
+from lcmt_tf.steps import SUPPORTED_BACKENDS
 
 CONFIG_FILE = "config.json"
 INDICES_FILE = "labeled_indices.json"
@@ -58,7 +57,62 @@ MODEL_FILE = "model.keras"
 TENSORBOARD_DIR = "tensorboard"
 RUN_FILES = (CONFIG_FILE, INDICES_FILE, STATE_FILE, RESULTS_FILE, MODEL_FILE)
 EVALUATION_BATCH_SIZE = 500
-MIN_CONV_LARGE_SIZE = 12  # two 2x poolings, then a 3x3 'valid' convolution
+
+
+def run(config: TrainConfig) -> dict[str, Any]:
+    """Trains (or resumes) the run described by `config`; returns the results dict."""
+    config.validate()
+    if keras.backend.backend() not in SUPPORTED_BACKENDS:
+        raise UserInputError(
+            f"KERAS_BACKEND={keras.backend.backend()}: lcmt_tf trains on the "
+            f"{' and '.join(SUPPORTED_BACKENDS)} backends"
+        )
+    resuming = check_run_directory(config)
+    dataset = load_dataset(config.dataset, config.data_dir, config.download)
+    config.check_against_data(dataset)
+    labeled, unlabeled = stratified_label_split(
+        dataset.y_train, config.num_labels, dataset.num_classes, config.label_seed
+    )
+    configure_backend(config)
+    model = build_model(config, dataset)
+    # Everything above only reads; from here on the run directory is written.
+    initial_epoch = start_run_directory(config, model, labeled, resuming)
+
+    batches = SemiSupervisedBatches(
+        dataset.x_train,
+        dataset.y_train,
+        labeled,
+        unlabeled,
+        config.labeled_batch_size,
+        config.unlabeled_batch_size,
+        seed=config.seed,
+    )
+    test_batches = LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
+    callbacks = build_callbacks(config, batches, test_batches)
+    start = time.time()
+    epochs_run = initial_epoch
+    if initial_epoch < config.epochs:
+        history = model.fit(
+            batches,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=config.verbose,
+        )
+        epochs_run = initial_epoch + len(history.epoch)
+    stopped_by = next((c for c in callbacks if getattr(c, "stop_reason", None)), None)
+    return finish_run(
+        config,
+        model,
+        test_batches,
+        epochs_run=epochs_run,
+        initial_epoch=initial_epoch,
+        stop_reason=stopped_by.stop_reason if stopped_by else None,
+        diverged=isinstance(stopped_by, NonFiniteLossGuard),
+        wall_time_s=time.time() - start,
+        split_sizes=(len(labeled), len(unlabeled)),
+    )
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -90,24 +144,22 @@ def check_run_directory(config: TrainConfig) -> bool:
         with open(config_path) as file:
             previous = _comparable(json.load(file))
     except (OSError, ValueError) as error:
-        raise UserInputError(f"cannot read {config_path} ({error}); use --overwrite to start anew") from None
+        raise UserInputError(
+            f"cannot read {config_path} ({error}); use --overwrite to start anew"
+        ) from None
     current = _comparable(config.to_dict())
-    differences = sorted(key for key in previous.keys() | current.keys() if previous.get(key) != current.get(key))
+    differences = sorted(
+        key for key in previous.keys() | current.keys() if previous.get(key) != current.get(key)
+    )
     if differences:
-        shown = ", ".join(f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in differences[:3])
+        shown = ", ".join(
+            f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in differences[:3]
+        )
         raise UserInputError(
             f"--model_dir={model_dir} holds a run with a different configuration ({shown}); "
             "use another --model_dir, or --overwrite to replace it"
         )
     return True
-
-
-def _clear_run_files(model_dir: str) -> None:
-    for name in RUN_FILES:
-        path = os.path.join(model_dir, name)
-        if os.path.exists(path):
-            os.remove(path)
-    shutil.rmtree(os.path.join(model_dir, TENSORBOARD_DIR), ignore_errors=True)
 
 
 def configure_backend(config: TrainConfig) -> None:
@@ -121,17 +173,22 @@ def configure_backend(config: TrainConfig) -> None:
     keras.config.set_dtype_policy(policy[config.mixed_precision])
 
 
+def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """SGD with the configuration's momentum and weight decay."""
+    return keras.optimizers.SGD(
+        learning_rate=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay or None,
+    )
+
+
 def build_model(config: TrainConfig, dataset: ImageDataset) -> MeanTeacher:
-    """The compiled MeanTeacher for this configuration and data."""
-    height, width, _ = dataset.image_shape
-    if config.model == "conv_large" and min(height, width) < MIN_CONV_LARGE_SIZE:
-        raise UserInputError(
-            f"conv_large needs images of at least {MIN_CONV_LARGE_SIZE}x{MIN_CONV_LARGE_SIZE}, "
-            f"{dataset.name} has {height}x{width}; use --model=digits_net"
-        )
-    if config.translate >= min(height, width):
-        raise UserInputError(f"--translate={config.translate} must be smaller than the image size {height}x{width}")
-    student = MODEL_BUILDERS[config.model](
+    """The compiled MeanTeacher for this configuration and data.
+
+    λ1 and λ2 start at 0; the schedule callbacks set them every epoch.
+    """
+    student = MODELS[config.model].build(
         num_classes=dataset.num_classes, input_shape=dataset.image_shape, width=config.width
     )
     mean, std = dataset.channel_mean_std()
@@ -152,18 +209,60 @@ def build_model(config: TrainConfig, dataset: ImageDataset) -> MeanTeacher:
         lc_epsilon=config.lc_epsilon,
         use_local_clustering=config.lc_weight > 0,
     )
-    optimizer = keras.optimizers.SGD(
-        learning_rate=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay or None,
-    )
     model.compile(
-        optimizer=optimizer,
+        optimizer=build_optimizer(config),
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )
     return model
+
+
+def start_run_directory(config: TrainConfig, model: MeanTeacher, labeled, resuming: bool) -> int:
+    """Creates (or, with --overwrite, clears) model_dir, restores the training state
+    when resuming, and writes the run's metadata; returns the epoch to start at."""
+    model_dir = config.model_dir
+    os.makedirs(model_dir, exist_ok=True)
+    if config.overwrite:
+        for name in RUN_FILES:
+            path = os.path.join(model_dir, name)
+            if os.path.exists(path):
+                os.remove(path)
+        shutil.rmtree(os.path.join(model_dir, TENSORBOARD_DIR), ignore_errors=True)
+    state_path = os.path.join(model_dir, STATE_FILE)
+    initial_epoch = 0
+    if resuming and os.path.exists(state_path):
+        initial_epoch = load_training_state(model, state_path)
+        logging.info("Resuming %s at epoch %d.", model_dir, initial_epoch + 1)
+    atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
+    atomic_write_json(
+        os.path.join(model_dir, INDICES_FILE),
+        {
+            "dataset": config.dataset,
+            "label_seed": config.label_seed,
+            "labeled_indices": labeled.tolist(),
+        },
+    )
+    return initial_epoch
+
+
+def build_callbacks(
+    config: TrainConfig, batches: SemiSupervisedBatches, test_batches
+) -> list[keras.callbacks.Callback]:
+    """The run's callbacks, in the order they must run at each epoch's end: guards
+    and evaluation add to the logs before the checkpoint and TensorBoard read them."""
+    return [
+        batches.epoch_callback(),
+        ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
+        LocalClusteringSchedule(
+            config.lc_weight, config.lc_start_epoch, config.lc_rampup_epochs, config.lc_epsilon
+        ),
+        linear_lr_decay(config.lr, config.lr_decay_start(), config.epochs),
+        NonFiniteLossGuard(),
+        CollapseMonitor(stop=config.stop_on_collapse),
+        PeriodicEvaluation(test_batches, config.eval_every, config.epochs),
+        ResumeCheckpoint(os.path.join(config.model_dir, STATE_FILE)),
+        *_tensorboard_callbacks(config.model_dir),
+    ]
 
 
 def _tensorboard_callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
@@ -179,97 +278,38 @@ def _tensorboard_callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
     ]
 
 
-def run(config: TrainConfig) -> dict[str, Any]:
-    """Trains (or resumes) the run described by `config`; returns the results dict."""
-    config.validate()
-    resuming = check_run_directory(config)
-    dataset = load_dataset(config.dataset, config.data_dir, config.download)
-    labeled, unlabeled = stratified_label_split(
-        dataset.y_train, config.num_labels, dataset.num_classes, config.label_seed
-    )
-    if len(unlabeled) < config.unlabeled_batch_size:
-        raise UserInputError(
-            f"{len(unlabeled)} unlabeled images do not fill one batch of "
-            f"--unlabeled_batch_size={config.unlabeled_batch_size}"
-        )
-    configure_backend(config)
-    model = build_model(config, dataset)
-
-    # Everything above only reads; from here on the run directory is written.
-    model_dir = config.model_dir
-    os.makedirs(model_dir, exist_ok=True)
-    if config.overwrite:
-        _clear_run_files(model_dir)
-    state_path = os.path.join(model_dir, STATE_FILE)
-    initial_epoch = 0
-    if resuming and os.path.exists(state_path):
-        initial_epoch = load_training_state(model, state_path)
-        logging.info("Resuming %s at epoch %d.", model_dir, initial_epoch + 1)
-    atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
-    atomic_write_json(
-        os.path.join(model_dir, INDICES_FILE),
-        {"dataset": config.dataset, "label_seed": config.label_seed, "labeled_indices": labeled.tolist()},
-    )
-
-    batches = SemiSupervisedBatches(
-        dataset.x_train,
-        dataset.y_train,
-        labeled,
-        unlabeled,
-        config.labeled_batch_size,
-        config.unlabeled_batch_size,
-        seed=config.seed,
-    )
-    test_batches = LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
-    nan_guard = NonFiniteLossGuard()
-    collapse_monitor = CollapseMonitor(stop=config.stop_on_collapse)
-    evaluation = PeriodicEvaluation(test_batches, config.eval_every, config.epochs)
-    callbacks = [
-        batches.epoch_callback(),
-        ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
-        LocalClusteringSchedule(
-            config.lc_weight, config.lc_start_epoch, config.lc_rampup_epochs, config.lc_epsilon
-        ),
-        linear_lr_decay(config.lr, config.lr_decay_start(), config.epochs),
-        nan_guard,
-        collapse_monitor,
-        evaluation,
-        ResumeCheckpoint(state_path),
-        *_tensorboard_callbacks(model_dir),
-    ]
-
-    start = time.time()
-    epochs_run = initial_epoch
-    if initial_epoch < config.epochs:
-        history = model.fit(
-            batches,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            shuffle=False,
-            callbacks=callbacks,
-            verbose=config.verbose,
-        )
-        epochs_run = initial_epoch + len(history.epoch)
-    stop_reason = nan_guard.stop_reason or collapse_monitor.stop_reason
-    if nan_guard.stop_reason:
-        # Report the last good state, not the diverged weights.
+def finish_run(
+    config: TrainConfig,
+    model: MeanTeacher,
+    test_batches,
+    *,
+    epochs_run: int,
+    initial_epoch: int,
+    stop_reason: str | None,
+    diverged: bool,
+    wall_time_s: float,
+    split_sizes: tuple[int, int],
+) -> dict[str, Any]:
+    """Evaluates the final state (after a non-finite loss, the last good one: not the
+    diverged weights), saves the model of a run that ended well, and writes
+    results.json."""
+    state_path = os.path.join(config.model_dir, STATE_FILE)
+    if diverged:
         epochs_run = load_training_state(model, state_path) if os.path.exists(state_path) else 0
-
     final = model.evaluate(test_batches, verbose=0, return_dict=True)
     results = {
-        **test_errors(final),
+        **errors_from_accuracies(final),
         "epochs_run": int(epochs_run),
         "completed": stop_reason is None and epochs_run >= config.epochs,
         "stop_reason": stop_reason,
         "resumed_from_epoch": int(initial_epoch),
-        "wall_time_s": round(time.time() - start, 3),
+        "wall_time_s": round(wall_time_s, 3),
         "backend": keras.backend.backend(),
-        "num_labeled": int(len(labeled)),
-        "num_unlabeled": int(len(unlabeled)),
+        "num_labeled": int(split_sizes[0]),
+        "num_unlabeled": int(split_sizes[1]),
         "config": config.to_dict(),
     }
     if stop_reason is None:
-        model_path = os.path.join(model_dir, MODEL_FILE)
-        atomic_write(model_path, model.save)
-    atomic_write_json(os.path.join(model_dir, RESULTS_FILE), results)
+        atomic_write(os.path.join(config.model_dir, MODEL_FILE), model.save)
+    atomic_write_json(os.path.join(config.model_dir, RESULTS_FILE), results)
     return results

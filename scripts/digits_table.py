@@ -30,6 +30,12 @@ SETTINGS = (
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def mean_std(values: np.ndarray) -> str:
+    """'mean ± sample standard deviation' (± 0 for a single value)."""
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.2f} ± {std:.2f}"
+
+
 def main(argv):
     del argv
     seeds = [int(seed) for seed in FLAGS.seeds.split(",")]
@@ -39,16 +45,37 @@ def main(argv):
             name = os.path.splitext(os.path.basename(flagfile))[0]
             model_dir = os.path.join(FLAGS.runs_dir, f"{name}_seed{seed}")
             command = [
-                sys.executable, os.path.join(ROOT, "scripts", "train.py"), f"--flagfile={flagfile}",
-                f"--label_seed={seed}", f"--seed={seed}", f"--model_dir={model_dir}", "--verbose=0",
+                sys.executable,
+                os.path.join(ROOT, "scripts", "train.py"),
+                f"--flagfile={flagfile}",
+                f"--label_seed={seed}",
+                f"--seed={seed}",
+                f"--model_dir={model_dir}",
+                "--verbose=0",
             ]
             subprocess.run(command, check=True, cwd=ROOT)
             with open(os.path.join(ROOT, model_dir, "results.json")) as file:
                 result = json.load(file)
-            records.append({"setting": label, "seed": seed, **{k: result[k] for k in (
-                "teacher_test_error", "student_test_error", "wall_time_s", "epochs_run")}})
-            print(f"{label:16s} seed {seed}: teacher {result['teacher_test_error']:.2f}% "
-                  f"({result['wall_time_s']:.0f} s)", flush=True)
+            records.append(
+                {
+                    "setting": label,
+                    "seed": seed,
+                    **{
+                        k: result[k]
+                        for k in (
+                            "teacher_test_error",
+                            "student_test_error",
+                            "wall_time_s",
+                            "epochs_run",
+                        )
+                    },
+                }
+            )
+            print(
+                f"{label:16s} seed {seed}: teacher {result['teacher_test_error']:.2f}% "
+                f"({result['wall_time_s']:.0f} s)",
+                flush=True,
+            )
     print("\n| setting | teacher test error (%) | student test error (%) | wall time per run (s) |")
     print("|---|---|---|---|")
     for label, _ in SETTINGS:
@@ -56,8 +83,7 @@ def main(argv):
         teacher = np.array([r["teacher_test_error"] for r in rows])
         student = np.array([r["student_test_error"] for r in rows])
         seconds = np.array([r["wall_time_s"] for r in rows])
-        print(f"| {label} | {teacher.mean():.2f} ± {teacher.std(ddof=1) if len(rows) > 1 else 0:.2f} "
-              f"| {student.mean():.2f} ± {student.std(ddof=1) if len(rows) > 1 else 0:.2f} | {seconds.mean():.0f} |")
+        print(f"| {label} | {mean_std(teacher)} | {mean_std(student)} | {seconds.mean():.0f} |")
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     with open(FLAGS.output, "w") as file:
         json.dump(records, file, indent=2)

@@ -28,7 +28,9 @@ def main(output_path):
             value = 0.3 * rng.normal(size=shape)
         variable.assign(value.astype("float32"))
     augmentation = Augmentation(mean=[0.3], std=[0.4], max_translation=0)
-    model = MeanTeacher(student, augmentation, ema_decay=0.9, consistency_weight=3.0, lc_weight=2.0, lc_epsilon=0.05)
+    model = MeanTeacher(
+        student, augmentation, ema_decay=0.9, consistency_weight=3.0, lc_weight=2.0, lc_epsilon=0.05
+    )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), jit_compile=True)
     batch = {
         "labeled_images": rng.integers(0, 256, (8, 8, 8, 1)).astype("uint8"),
@@ -41,7 +43,7 @@ def main(output_path):
         if "kernel" in variable.path:
             variable.assign(keras.ops.convert_to_numpy(variable) * 1.1)
     before_student = [keras.ops.convert_to_numpy(v) for v in student.trainable_weights]
-    before_teacher = [keras.ops.convert_to_numpy(t) for t, _ in model._ema_pairs()]
+    before_teacher = [keras.ops.convert_to_numpy(t) for t, _ in model.ema_pairs]
 
     class OneBatch(keras.utils.PyDataset):
         def __len__(self):
@@ -52,8 +54,11 @@ def main(output_path):
 
     history = model.fit(OneBatch(), epochs=1, verbose=0, shuffle=False).history
     after_student = [keras.ops.convert_to_numpy(v) for v in student.trainable_weights]
-    after_teacher = [keras.ops.convert_to_numpy(t) for t, _ in model._ema_pairs()]
-    arrays = {name: np.array(history[name][0]) for name in ("loss", "ce", "consistency", "lc", "lc_neighbor_fraction")}
+    after_teacher = [keras.ops.convert_to_numpy(t) for t, _ in model.ema_pairs]
+    arrays = {
+        name: np.array(history[name][0])
+        for name in ("loss", "ce", "consistency", "lc", "lc_neighbor_fraction")
+    }
     for index, (old, new) in enumerate(zip(before_student, after_student)):
         arrays[f"gradient_{index}"] = (old - new) / LEARNING_RATE
     for index, (old, new) in enumerate(zip(before_teacher, after_teacher)):

@@ -1,4 +1,5 @@
-"""Shared fixtures: small generated data sets and backend helpers.
+"""Shared fixtures and helpers: small generated data, MeanTeacher batches, the
+command line as a subprocess, and backend autodiff.
 
 The Keras backend comes from KERAS_BACKEND (default here: tensorflow); CI runs the
 suite once per backend.
@@ -7,6 +8,8 @@ suite once per backend.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -14,6 +17,54 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_SCRIPT = os.path.join(ROOT, "scripts", "train.py")
+
+
+def train(*args, cwd=ROOT, env=None):
+    """scripts/train.py with these arguments, as a user runs it; the CompletedProcess."""
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run(
+        [sys.executable, TRAIN_SCRIPT, *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+class FixedBatches(keras.utils.PyDataset):
+    """The given list of batches, in order, every epoch."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+
+def random_batch(num_labeled=4, num_unlabeled=6, shape=(8, 8, 1), seed=0):
+    """A MeanTeacher batch dict of random uint8 images and labels in 0..9."""
+    rng = np.random.default_rng(seed)
+    return {
+        "labeled_images": rng.integers(0, 256, (num_labeled, *shape), dtype="uint8"),
+        "labels": rng.integers(0, 10, num_labeled).astype("int32"),
+        "unlabeled_images": rng.integers(0, 256, (num_unlabeled, *shape), dtype="uint8"),
+    }
+
+
+def small_mean_teacher(**kwargs):
+    """A MeanTeacher on digits_net at width 0.25 for 8x8 grayscale images."""
+    from lcmt_tf import Augmentation, MeanTeacher, digits_net
+
+    augmentation = Augmentation(mean=[0.5], std=[0.25], max_translation=1, seed=0)
+    return MeanTeacher(digits_net(width=0.25), augmentation, **kwargs)
 
 
 def backend_gradient(function, value: np.ndarray) -> np.ndarray:
@@ -36,9 +87,7 @@ def backend_gradient(function, value: np.ndarray) -> np.ndarray:
 
 
 def requires_backend(name: str):
-    return pytest.mark.skipif(
-        keras.backend.backend() != name, reason=f"needs the {name} backend"
-    )
+    return pytest.mark.skipif(keras.backend.backend() != name, reason=f"needs the {name} backend")
 
 
 @pytest.fixture(autouse=True)

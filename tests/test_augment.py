@@ -20,9 +20,7 @@ def test_translation_is_an_integer_reflected_shift_and_covers_every_shift():
     seed = keras.random.SeedGenerator(1)
     shifted = ops.convert_to_numpy(random_translate(batch, 2, seed))
     candidates = {
-        (dy, dx): reflect_shift(images[0], dy, dx, 2)
-        for dy in range(-2, 3)
-        for dx in range(-2, 3)
+        (dy, dx): reflect_shift(images[0], dy, dx, 2) for dy in range(-2, 3) for dx in range(-2, 3)
     }
     seen = set()
     for output in shifted:
@@ -34,10 +32,14 @@ def test_translation_is_an_integer_reflected_shift_and_covers_every_shift():
 
 def test_normalization_and_inference_mode_are_deterministic():
     images = np.arange(2 * 4 * 4 * 3, dtype="uint8").reshape(2, 4, 4, 3)
-    layer = Augmentation(mean=[0.1, 0.2, 0.3], std=[0.5, 0.25, 2.0], horizontal_flip=True, noise_stddev=0.3)
+    layer = Augmentation(
+        mean=[0.1, 0.2, 0.3], std=[0.5, 0.25, 2.0], horizontal_flip=True, noise_stddev=0.3
+    )
     expected = (images / 255.0 - np.array([0.1, 0.2, 0.3])) / np.array([0.5, 0.25, 2.0])
     np.testing.assert_allclose(ops.convert_to_numpy(layer(images)), expected, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(ops.convert_to_numpy(layer(images, training=False)), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer(images, training=False)), expected, rtol=1e-6, atol=1e-6
+    )
 
 
 def test_flip_and_noise_when_training():
@@ -66,6 +68,8 @@ def test_two_calls_draw_independent_augmentations():
 
 
 def test_augmentation_config_round_trip():
-    layer = Augmentation(mean=[0.1], std=[0.2], max_translation=1, horizontal_flip=True, noise_stddev=0.1, seed=7)
+    layer = Augmentation(
+        mean=[0.1], std=[0.2], max_translation=1, horizontal_flip=True, noise_stddev=0.1, seed=7
+    )
     clone = Augmentation.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()

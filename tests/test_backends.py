@@ -14,7 +14,10 @@ def run_step(backend, output):
     environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     completed = subprocess.run(
         [sys.executable, os.path.join(HERE, "backend_step.py"), str(output)],
-        env=environment, capture_output=True, text=True, timeout=300,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     with np.load(output) as archive:
@@ -36,4 +39,6 @@ def test_tensorflow_and_jax_steps_agree(tmp_path):
         if name.startswith(("gradient_", "teacher_delta_")):
             scale = np.abs(tensorflow[name]).max()
             assert scale > 0, name
-            np.testing.assert_allclose(jax[name], tensorflow[name], rtol=1e-3, atol=1e-4 * scale, err_msg=name)
+            np.testing.assert_allclose(
+                jax[name], tensorflow[name], rtol=1e-3, atol=1e-4 * scale, err_msg=name
+            )

@@ -16,9 +16,17 @@ def run_benchmark(tmp_path, *args):
     output = tmp_path / "bench.json"
     backend = keras.backend.backend()
     completed = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), f"--backend={backend}", *args,
-         f"--output={output}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            os.path.join(ROOT, "scripts", "benchmark.py"),
+            f"--backend={backend}",
+            *args,
+            f"--output={output}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -28,14 +36,31 @@ def run_benchmark(tmp_path, *args):
 def test_benchmark_writes_one_record_per_configuration(tmp_path):
     backend = keras.backend.backend()
     completed, records = run_benchmark(
-        tmp_path, "--width=0.0625", "--steps=2", "--warmup_steps=1", "--repeats=2", "--inputs=synthetic,pipeline"
+        tmp_path,
+        "--width=0.0625",
+        "--steps=2",
+        "--warmup_steps=1",
+        "--repeats=2",
+        "--inputs=synthetic,pipeline",
     )
     assert [(r["mode"], r["input"]) for r in records] == [
-        (mode, source) for source in ("synthetic", "pipeline") for mode in ("supervised", "mt", "mtlc")
+        (mode, source)
+        for source in ("synthetic", "pipeline")
+        for mode in ("supervised", "mt", "mtlc")
     ]
     for record in records:
-        for key in ("mode", "backend", "width", "mixed_precision", "jit_compile", "images_per_s",
-                    "step_time_ms", "lc_overhead_pct", "peak_memory_mb", "achieved_flop_per_s"):
+        for key in (
+            "mode",
+            "backend",
+            "width",
+            "mixed_precision",
+            "jit_compile",
+            "images_per_s",
+            "step_time_ms",
+            "lc_overhead_pct",
+            "peak_memory_mb",
+            "achieved_flop_per_s",
+        ):
             assert key in record
         assert record["backend"] == backend and record["width"] == 0.0625
         assert record["images_per_s"] == pytest.approx(
@@ -48,18 +73,22 @@ def test_benchmark_writes_one_record_per_configuration(tmp_path):
 def test_every_requested_step_is_timed_beyond_one_pass_of_the_pipeline(tmp_path):
     """The benchmark's pipeline holds 28 batches; 3 repeats of 30 steps must all run."""
     _, (record,) = run_benchmark(
-        tmp_path, "--width=0.03125", "--steps=30", "--warmup_steps=1", "--repeats=3", "--steps_per_execution=4",
-        "--modes=supervised", "--inputs=pipeline",
+        tmp_path,
+        "--width=0.03125",
+        "--steps=30",
+        "--warmup_steps=1",
+        "--repeats=3",
+        "--steps_per_execution=4",
+        "--modes=supervised",
+        "--inputs=pipeline",
     )
     assert record["steps_timed"] == 90 and record["steps_per_execution"] == 4
     assert len(record["step_times_ms"]) == 3
 
 
 def test_forward_flops_of_conv_large_match_a_hand_count():
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    from benchmark import forward_flops
-
     from lcmt_tf import conv_large
+    from lcmt_tf.benchmark import forward_flops
 
     # 32x32: 3 convs (3->128, 128->128 x2); 16x16: 3 convs (128->256, 256->256 x2);
     # 8x8 -> 6x6 valid 3x3 (256->512); 1x1 512->256, 256->128; dense 128->10.

@@ -1,29 +1,30 @@
 """The command line, run as a user runs it: real subprocesses of scripts/train.py."""
 
+import dataclasses
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "scripts", "train.py")
+from lcmt_tf.config import TrainConfig
+
+from conftest import train
 
 # A couple of epochs of MT+LC on digits, with LC on from the second epoch.
 QUICK = [
-    "--dataset=digits", "--model=digits_net", "--width=0.5", "--num_labels=50",
-    "--epochs=3", "--eval_every=2", "--lc_weight=1", "--lc_start_epoch=1",
-    "--lc_rampup_epochs=1", "--lc_epsilon=0.5", "--consistency_rampup_epochs=1",
-    "--lr_decay_epochs=1", "--verbose=2",
+    "--dataset=digits",
+    "--model=digits_net",
+    "--width=0.5",
+    "--num_labels=50",
+    "--epochs=3",
+    "--eval_every=2",
+    "--lc_weight=1",
+    "--lc_start_epoch=1",
+    "--lc_rampup_epochs=1",
+    "--lc_epsilon=0.5",
+    "--consistency_rampup_epochs=1",
+    "--lr_decay_epochs=1",
+    "--verbose=2",
 ]
-
-
-def train(*args, cwd=ROOT, env=None):
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run(
-        [sys.executable, SCRIPT, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=600
-    )
 
 
 def dry_run(*args):
@@ -34,27 +35,104 @@ def dry_run(*args):
 
 # The paper's section V-A settings, written out independently of the flag files.
 SHARED = dict(
-    labeled_batch_size=32, unlabeled_batch_size=128, lr=0.05, momentum=0.9, nesterov=True,
-    weight_decay=1e-4, consistency_weight=100.0, consistency_rampup_epochs=5,
-    model="conv_large", width=1.0, translate=2, eval_every=5,
+    labeled_batch_size=32,
+    unlabeled_batch_size=128,
+    lr=0.05,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=1e-4,
+    consistency_weight=100.0,
+    consistency_rampup_epochs=5,
+    model="conv_large",
+    width=1.0,
+    translate=2,
+    eval_every=5,
 )
 PAPER = {
-    "svhn_500": dict(dataset="svhn", num_labels=500, ema_decay=0.995, hflip=False, epochs=600, lr_decay_epochs=200,
-                     lc_weight=20.0, lc_start_epoch=300, lc_rampup_epochs=50, lc_epsilon=50.0),
-    "svhn_1000": dict(dataset="svhn", num_labels=1000, ema_decay=0.995, hflip=False, epochs=600, lr_decay_epochs=200,
-                      lc_weight=20.0, lc_start_epoch=300, lc_rampup_epochs=50, lc_epsilon=50.0),
-    "svhn_500_mt": dict(dataset="svhn", num_labels=500, ema_decay=0.995, hflip=False, epochs=500, lr_decay_epochs=200,
-                        lc_weight=0.0),
-    "svhn_1000_mt": dict(dataset="svhn", num_labels=1000, ema_decay=0.995, hflip=False, epochs=500,
-                         lr_decay_epochs=200, lc_weight=0.0),
-    "cifar10_2000": dict(dataset="cifar10", num_labels=2000, ema_decay=0.99, hflip=True, epochs=1000,
-                         lr_decay_epochs=200, lc_weight=10.0, lc_start_epoch=600, lc_rampup_epochs=100, lc_epsilon=40.0),
-    "cifar10_4000": dict(dataset="cifar10", num_labels=4000, ema_decay=0.99, hflip=True, epochs=1200,
-                         lr_decay_epochs=200, lc_weight=10.0, lc_start_epoch=600, lc_rampup_epochs=100, lc_epsilon=50.0),
-    "cifar10_2000_mt": dict(dataset="cifar10", num_labels=2000, ema_decay=0.99, hflip=True, epochs=800,
-                            lr_decay_epochs=200, lc_weight=0.0),
-    "cifar10_4000_mt": dict(dataset="cifar10", num_labels=4000, ema_decay=0.99, hflip=True, epochs=1000,
-                            lr_decay_epochs=200, lc_weight=0.0),
+    "svhn_500": dict(
+        dataset="svhn",
+        num_labels=500,
+        ema_decay=0.995,
+        hflip=False,
+        epochs=600,
+        lr_decay_epochs=200,
+        lc_weight=20.0,
+        lc_start_epoch=300,
+        lc_rampup_epochs=50,
+        lc_epsilon=50.0,
+    ),
+    "svhn_1000": dict(
+        dataset="svhn",
+        num_labels=1000,
+        ema_decay=0.995,
+        hflip=False,
+        epochs=600,
+        lr_decay_epochs=200,
+        lc_weight=20.0,
+        lc_start_epoch=300,
+        lc_rampup_epochs=50,
+        lc_epsilon=50.0,
+    ),
+    "svhn_500_mt": dict(
+        dataset="svhn",
+        num_labels=500,
+        ema_decay=0.995,
+        hflip=False,
+        epochs=500,
+        lr_decay_epochs=200,
+        lc_weight=0.0,
+    ),
+    "svhn_1000_mt": dict(
+        dataset="svhn",
+        num_labels=1000,
+        ema_decay=0.995,
+        hflip=False,
+        epochs=500,
+        lr_decay_epochs=200,
+        lc_weight=0.0,
+    ),
+    "cifar10_2000": dict(
+        dataset="cifar10",
+        num_labels=2000,
+        ema_decay=0.99,
+        hflip=True,
+        epochs=1000,
+        lr_decay_epochs=200,
+        lc_weight=10.0,
+        lc_start_epoch=600,
+        lc_rampup_epochs=100,
+        lc_epsilon=40.0,
+    ),
+    "cifar10_4000": dict(
+        dataset="cifar10",
+        num_labels=4000,
+        ema_decay=0.99,
+        hflip=True,
+        epochs=1200,
+        lr_decay_epochs=200,
+        lc_weight=10.0,
+        lc_start_epoch=600,
+        lc_rampup_epochs=100,
+        lc_epsilon=50.0,
+    ),
+    "cifar10_2000_mt": dict(
+        dataset="cifar10",
+        num_labels=2000,
+        ema_decay=0.99,
+        hflip=True,
+        epochs=800,
+        lr_decay_epochs=200,
+        lc_weight=0.0,
+    ),
+    "cifar10_4000_mt": dict(
+        dataset="cifar10",
+        num_labels=4000,
+        ema_decay=0.99,
+        hflip=True,
+        epochs=1000,
+        lr_decay_epochs=200,
+        lc_weight=0.0,
+    ),
 }
 
 
@@ -73,19 +151,50 @@ def test_demo_flag_files_differ_only_in_the_unlabeled_losses():
     assert lcmt["num_labels"] == mean_teacher["num_labels"] == supervised["num_labels"] == 50
     assert lcmt["lc_weight"] > 0 and mean_teacher["lc_weight"] == 0 and supervised["lc_weight"] == 0
     assert supervised["consistency_weight"] == 0 and mean_teacher["consistency_weight"] > 0
-    ignored = {"lc_weight", "lc_start_epoch", "lc_rampup_epochs", "lc_epsilon", "consistency_weight", "model_dir"}
+    ignored = {
+        "lc_weight",
+        "lc_start_epoch",
+        "lc_rampup_epochs",
+        "lc_epsilon",
+        "consistency_weight",
+        "model_dir",
+    }
     for other in (mean_teacher, supervised):
-        assert {k: v for k, v in lcmt.items() if k not in ignored} == {k: v for k, v in other.items() if k not in ignored}
+        assert {k: v for k, v in lcmt.items() if k not in ignored} == {
+            k: v for k, v in other.items() if k not in ignored
+        }
 
 
 def test_dry_run_prints_every_flag_and_command_line_wins_over_flag_file():
-    resolved = dry_run("--flagfile=flags/cifar10_2000.txt", "--lc_epsilon=7", "--dataset=npz:/somewhere.npz")
+    resolved = dry_run(
+        "--flagfile=flags/cifar10_2000.txt", "--lc_epsilon=7", "--dataset=npz:/somewhere.npz"
+    )
     assert resolved["lc_epsilon"] == 7.0 and resolved["dataset"] == "npz:/somewhere.npz"
     assert resolved["dry_run"] is True
-    for name in ("data_dir", "label_seed", "seed", "model", "width", "epochs", "lr", "lr_decay_epochs",
-                 "momentum", "nesterov", "weight_decay", "ema_decay", "consistency_weight",
-                 "consistency_rampup_epochs", "lc_weight", "lc_start_epoch", "lc_rampup_epochs",
-                 "lc_epsilon", "labeled_batch_size", "unlabeled_batch_size", "eval_every", "model_dir"):
+    for name in (
+        "data_dir",
+        "label_seed",
+        "seed",
+        "model",
+        "width",
+        "epochs",
+        "lr",
+        "lr_decay_epochs",
+        "momentum",
+        "nesterov",
+        "weight_decay",
+        "ema_decay",
+        "consistency_weight",
+        "consistency_rampup_epochs",
+        "lc_weight",
+        "lc_start_epoch",
+        "lc_rampup_epochs",
+        "lc_epsilon",
+        "labeled_batch_size",
+        "unlabeled_batch_size",
+        "eval_every",
+        "model_dir",
+    ):
         assert name in resolved
 
 
@@ -106,18 +215,49 @@ def test_end_to_end_on_digits_writes_results_and_tensorboard(tmp_path):
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(str(model_dir / "tensorboard" / "train"), size_guidance={"tensors": 0})
+    accumulator = EventAccumulator(
+        str(model_dir / "tensorboard" / "train"), size_guidance={"tensors": 0}
+    )
     accumulator.Reload()
     tags = set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["scalars"])
     expected = {
-        "epoch_loss", "epoch_ce", "epoch_consistency", "epoch_lc", "epoch_lambda1", "epoch_lambda2",
-        "epoch_learning_rate", "epoch_lc_neighbor_fraction", "epoch_student_accuracy",
-        "epoch_teacher_accuracy", "epoch_student_test_error", "epoch_teacher_test_error",
+        "epoch_loss",
+        "epoch_ce",
+        "epoch_consistency",
+        "epoch_lc",
+        "epoch_consistency_weight",
+        "epoch_lc_weight",
+        "epoch_learning_rate",
+        "epoch_lc_neighbor_fraction",
+        "epoch_student_accuracy",
+        "epoch_teacher_accuracy",
+        "epoch_student_test_error",
+        "epoch_teacher_test_error",
         "epoch_feature_spread",
     }
     assert expected <= tags, expected - tags
-    lambda2 = [
+    lc_weight = [
         float(__import__("tensorflow").make_ndarray(event.tensor_proto))
-        for event in accumulator.Tensors("epoch_lambda2")
+        for event in accumulator.Tensors("epoch_lc_weight")
     ]
-    assert lambda2[0] == 0.0 and lambda2[-1] == 1.0
+    assert lc_weight[0] == 0.0 and lc_weight[-1] == 1.0
+
+
+def test_every_flag_has_the_help_text_of_its_config_field():
+    completed = train("--helpfull")  # absl prints the help and exits with status 1
+    for field in dataclasses.fields(TrainConfig):
+        help_text = field.metadata["help"]
+        assert help_text and f"{field.name}: {help_text.split()[0]}" in completed.stdout, field.name
+
+
+def test_an_unsupported_backend_is_one_line_and_exit_status_2(tmp_path):
+    completed = train(
+        "--epochs=1", f"--model_dir={tmp_path / 'run'}", env={"KERAS_BACKEND": "numpy"}
+    )
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert (
+        last_line
+        == "train.py: error: KERAS_BACKEND=numpy: lcmt_tf trains on the tensorflow and jax backends"
+    )
+    assert not (tmp_path / "run").exists()

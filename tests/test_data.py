@@ -17,7 +17,9 @@ def test_split_is_stratified_disjoint_and_deterministic():
     assert not np.array_equal(labeled, other)
     np.testing.assert_array_equal(np.bincount(labels[labeled]), [4] * 5)
     assert np.intersect1d(labeled, unlabeled).size == 0
-    np.testing.assert_array_equal(np.sort(np.concatenate([labeled, unlabeled])), np.arange(len(labels)))
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([labeled, unlabeled])), np.arange(len(labels))
+    )
 
 
 def test_split_is_the_same_on_every_machine():
@@ -31,11 +33,11 @@ def test_split_is_the_same_on_every_machine():
 
 @pytest.mark.parametrize(
     "num_labels,message",
-    [(7, "not divisible by the 2 classes"), (40, "needs 20 labeled images of class 0")],
+    [(7, "7 labels do not divide into 2 classes"), (40, "class 0 has 10 images, fewer than 20")],
 )
-def test_split_errors(num_labels, message):
+def test_split_refuses_impossible_requests(num_labels, message):
     labels = np.tile(np.arange(2), 10)
-    with pytest.raises(UserInputError, match=message):
+    with pytest.raises(ValueError, match=message):
         stratified_label_split(labels, num_labels=num_labels, num_classes=2, seed=0)
 
 
@@ -55,7 +57,10 @@ def test_batch_composition_and_epoch_length():
     seen_unlabeled = []
     for step in range(len(batches)):
         batch = batches[step]
-        assert batch["labeled_images"].shape == (4, 1, 1, 1) and batch["labeled_images"].dtype == np.uint8
+        assert (
+            batch["labeled_images"].shape == (4, 1, 1, 1)
+            and batch["labeled_images"].dtype == np.uint8
+        )
         assert batch["unlabeled_images"].shape == (16, 1, 1, 1)
         np.testing.assert_array_equal(batch["labels"], batch["labeled_images"][:, 0, 0, 0] % 10)
         assert set(batch["labeled_images"].ravel()) <= set(labeled)
@@ -174,7 +179,10 @@ def test_missing_tfds_data_says_how_to_provide_it(tmp_path):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        ({"x_train": np.zeros((4, 6, 6, 3), np.float32)}, "x_train has dtype float32; expected uint8"),
+        (
+            {"x_train": np.zeros((4, 6, 6, 3), np.float32)},
+            "x_train has dtype float32; expected uint8",
+        ),
         ({"x_test": np.zeros((4, 6), np.uint8)}, "x_test has shape (4, 6)"),
     ],
 )

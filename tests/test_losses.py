@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import backend_gradient
 from lcmt_tf.losses import (
     feature_spread,
     local_clustering,
     local_clustering_loss,
     softmax_mse,
 )
+
+from conftest import backend_gradient
 
 
 def numpy_local_clustering(z_labeled, z_unlabeled, epsilon):
@@ -132,7 +133,9 @@ def test_softmax_mse_matches_numpy():
         e = np.exp(x - x.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 
-    expected = np.mean((softmax(student.astype(np.float64)) - softmax(teacher.astype(np.float64))) ** 2)
+    expected = np.mean(
+        (softmax(student.astype(np.float64)) - softmax(teacher.astype(np.float64))) ** 2
+    )
     assert as_numpy(softmax_mse(student, teacher)) == pytest.approx(expected, rel=1e-5)
     assert as_numpy(softmax_mse(student, student)) == 0.0
 
@@ -141,8 +144,12 @@ def test_softmax_mse_sends_no_gradient_to_teacher():
     rng = np.random.default_rng(5)
     student = rng.normal(size=(4, 3)).astype("float32")
     teacher = rng.normal(size=(4, 3)).astype("float32")
-    gradient_teacher = backend_gradient(lambda t: softmax_mse(ops.convert_to_tensor(student), t), teacher)
-    gradient_student = backend_gradient(lambda s: softmax_mse(s, ops.convert_to_tensor(teacher)), student)
+    gradient_teacher = backend_gradient(
+        lambda t: softmax_mse(ops.convert_to_tensor(student), t), teacher
+    )
+    gradient_student = backend_gradient(
+        lambda s: softmax_mse(s, ops.convert_to_tensor(teacher)), student
+    )
     assert np.all(gradient_teacher == 0.0)
     assert np.abs(gradient_student).max() > 0
 
@@ -151,7 +158,9 @@ def test_feature_spread_is_zero_for_collapsed_features():
     collapsed = np.tile(np.arange(8, dtype="float32"), (5, 1))
     assert as_numpy(feature_spread(collapsed)) == 0.0
     spread = np.random.default_rng(6).normal(size=(500, 8)).astype("float32")
-    assert as_numpy(feature_spread(spread)) == pytest.approx(np.std(spread, axis=0).mean(), rel=1e-5)
+    assert as_numpy(feature_spread(spread)) == pytest.approx(
+        np.std(spread, axis=0).mean(), rel=1e-5
+    )
 
 
 def test_bfloat16_features_are_measured_in_float32():

@@ -12,6 +12,9 @@ from lcmt_tf import (
     linear_lr_decay,
 )
 from lcmt_tf.schedules import sigmoid_rampup
+from lcmt_tf.steps import steps_for_backend
+
+from conftest import FixedBatches, random_batch, small_mean_teacher
 
 
 def mlp_student(input_shape=(1, 1, 2), num_classes=2):
@@ -44,34 +47,6 @@ class RandomSemiSupervisedBatches(keras.utils.PyDataset):
         }
 
 
-class FixedBatches(keras.utils.PyDataset):
-    """The given list of batches, in order, every epoch."""
-
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, index):
-        return self.batches[index]
-
-
-def random_batch(num_labeled=4, num_unlabeled=6, shape=(8, 8, 1), seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "labeled_images": rng.integers(0, 256, (num_labeled, *shape), dtype="uint8"),
-        "labels": rng.integers(0, 10, num_labeled).astype("int32"),
-        "unlabeled_images": rng.integers(0, 256, (num_unlabeled, *shape), dtype="uint8"),
-    }
-
-
-def small_mean_teacher(**kwargs):
-    augmentation = Augmentation(mean=[0.5], std=[0.25], max_translation=1, seed=0)
-    return MeanTeacher(digits_net(width=0.25), augmentation, **kwargs)
-
-
 def test_unlabeled_losses_train_the_teacher(moons_images):
     """300 steps with 2 labels per class: Mean Teacher beats the labeled-only run."""
     images, labels = moons_images
@@ -80,8 +55,12 @@ def test_unlabeled_losses_train_the_teacher(moons_images):
     accuracies = {}
     for consistency_weight in (0.0, 30.0):
         keras.utils.set_random_seed(0)
-        augmentation = Augmentation([0.5, 0.5], [0.25, 0.25], max_translation=0, noise_stddev=0.3, seed=0)
-        model = MeanTeacher(mlp_student(), augmentation, ema_decay=0.95, consistency_weight=consistency_weight)
+        augmentation = Augmentation(
+            [0.5, 0.5], [0.25, 0.25], max_translation=0, noise_stddev=0.3, seed=0
+        )
+        model = MeanTeacher(
+            mlp_student(), augmentation, ema_decay=0.95, consistency_weight=consistency_weight
+        )
         model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
         batches = RandomSemiSupervisedBatches(images, labels, labeled, unlabeled, steps=50, seed=0)
         model.fit(batches, epochs=6, verbose=0)
@@ -93,11 +72,15 @@ def test_unlabeled_losses_train_the_teacher(moons_images):
 
 def test_teacher_is_the_closed_form_exponential_moving_average():
     alpha = 0.8
-    model = small_mean_teacher(ema_decay=alpha, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0)
+    model = small_mean_teacher(
+        ema_decay=alpha, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
-    pairs = model._ema_pairs()
+    pairs = model.ema_pairs
     initial = [keras.ops.convert_to_numpy(t) for t, _ in pairs]
-    assert all(np.array_equal(t, keras.ops.convert_to_numpy(s)) for t, (_, s) in zip(initial, pairs))
+    assert all(
+        np.array_equal(t, keras.ops.convert_to_numpy(s)) for t, (_, s) in zip(initial, pairs)
+    )
 
     recorded = []
 
@@ -105,15 +88,14 @@ def test_teacher_is_the_closed_form_exponential_moving_average():
         def on_train_batch_end(self, batch, logs=None):
             if keras.backend.backend() == "jax":
                 model.jax_state_sync()  # JAX keeps the state outside the variables in fit.
-            recorded.append([keras.ops.convert_to_numpy(s) for _, s in model._ema_pairs()])
+            recorded.append([keras.ops.convert_to_numpy(s) for _, s in model.ema_pairs])
 
     batches = [random_batch(seed=seed) for seed in range(5)]
-
 
     model.fit(FixedBatches(batches), epochs=1, verbose=0, callbacks=[RecordStudent()])
     steps = len(recorded)
     assert steps == 5
-    for index, (teacher_variable, _) in enumerate(model._ema_pairs()):
+    for index, (teacher_variable, _) in enumerate(model.ema_pairs):
         expected = alpha**steps * initial[index]
         for step, student_weights in enumerate(recorded, start=1):
             expected = expected + alpha ** (steps - step) * (1 - alpha) * student_weights[index]
@@ -129,9 +111,10 @@ def test_teacher_batch_norm_statistics_come_from_its_own_passes():
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     batch = random_batch(seed=1)
 
-
     moving = lambda network: [  # noqa: E731
-        keras.ops.convert_to_numpy(v) for v in network.non_trainable_weights if "moving_mean" in v.path
+        keras.ops.convert_to_numpy(v)
+        for v in network.non_trainable_weights
+        if "moving_mean" in v.path
     ]
     before_student, before_teacher = moving(model.student), moving(model.teacher)
     model.fit(FixedBatches([batch]), epochs=1, verbose=0)
@@ -150,7 +133,6 @@ def test_metrics_and_callbacks_drive_the_weights():
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True))
     batches = [random_batch(seed=seed) for seed in range(2)]
 
-
     callbacks = [
         ConsistencyRampup(max_weight=100.0, rampup_epochs=3),
         LocalClusteringSchedule(max_weight=10.0, start_epoch=2, rampup_epochs=2, epsilon=50.0),
@@ -159,12 +141,22 @@ def test_metrics_and_callbacks_drive_the_weights():
     history = model.fit(FixedBatches(batches), epochs=5, verbose=0, callbacks=callbacks).history
     expected_lambda1 = [100.0 * sigmoid_rampup(epoch, 3) for epoch in range(5)]
     expected_lambda2 = [0.0, 0.0] + [10.0 * sigmoid_rampup(epoch - 2, 2) for epoch in range(2, 5)]
-    np.testing.assert_allclose(history["lambda1"], expected_lambda1, rtol=1e-6)
-    np.testing.assert_allclose(history["lambda2"], expected_lambda2, rtol=1e-6)
-    np.testing.assert_allclose(history["learning_rate"], [0.05, 0.05, 0.05, 0.05, 0.05 / 2], rtol=1e-6)
+    np.testing.assert_allclose(history["consistency_weight"], expected_lambda1, rtol=1e-6)
+    np.testing.assert_allclose(history["lc_weight"], expected_lambda2, rtol=1e-6)
+    np.testing.assert_allclose(
+        history["learning_rate"], [0.05, 0.05, 0.05, 0.05, 0.05 / 2], rtol=1e-6
+    )
     expected_keys = {
-        "loss", "ce", "consistency", "lc", "lc_neighbor_fraction", "feature_spread",
-        "student_accuracy", "teacher_accuracy", "lambda1", "lambda2",
+        "loss",
+        "ce",
+        "consistency",
+        "lc",
+        "lc_neighbor_fraction",
+        "feature_spread",
+        "student_accuracy",
+        "teacher_accuracy",
+        "consistency_weight",
+        "lc_weight",
     }
     assert expected_keys <= set(history)
     assert float(keras.ops.convert_to_numpy(model.lc_epsilon)) == 50.0
@@ -173,43 +165,52 @@ def test_metrics_and_callbacks_drive_the_weights():
     for epoch in range(5):
         combined = (
             history["ce"][epoch]
-            + history["lambda1"][epoch] * history["consistency"][epoch]
-            + history["lambda2"][epoch] * history["lc"][epoch]
+            + history["consistency_weight"][epoch] * history["consistency"][epoch]
+            + history["lc_weight"][epoch] * history["lc"][epoch]
         )
         assert history["loss"][epoch] == pytest.approx(combined, rel=1e-4)
+
+
+class CountCalls(keras.layers.Layer):
+    """Identity layer that counts its calls; inside a compiled step, Python (and so
+    the count) runs only while the step is traced."""
+
+    calls = []
+
+    def call(self, inputs):
+        CountCalls.calls.append(1)
+        return inputs
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_changing_weights_does_not_retrace(jit_compile):
     if keras.backend.backend() == "jax" and not jit_compile:
         pytest.skip("without jit, JAX runs the step eagerly: nothing is traced")
-    model = small_mean_teacher(ema_decay=0.9)
-    traces = []
-    forward = model._forward
-
-    def counting_forward(data):
-        traces.append(1)  # Python runs only while the step is traced.
-        return forward(data)
-
-    model._forward = counting_forward
+    inputs = keras.Input((8, 8, 1))
+    features, logits = digits_net(width=0.25)(CountCalls()(inputs))
+    student = keras.Model(inputs, [features, logits])
+    model = MeanTeacher(
+        student, Augmentation([0.5], [0.25], max_translation=1, seed=0), ema_decay=0.9
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
     batch = random_batch(num_labeled=4, num_unlabeled=6)
-
-
     callbacks = [
         ConsistencyRampup(100.0, 3),
         LocalClusteringSchedule(10.0, start_epoch=1, rampup_epochs=2, epsilon=2.0),
     ]
-    history = model.fit(FixedBatches([batch, batch]), epochs=4, verbose=0, callbacks=callbacks).history
+    CountCalls.calls.clear()
+    history = model.fit(
+        FixedBatches([batch, batch]), epochs=4, verbose=0, callbacks=callbacks
+    ).history
     assert np.all(np.isfinite(history["loss"]))
-    assert len(traces) == 1
+    # One trace: one student and one teacher pass, over 8 steps of changing weights.
+    assert len(CountCalls.calls) == 2
 
 
 def test_evaluate_predict_and_keras_file_round_trip(tmp_path):
     model = small_mean_teacher(ema_decay=0.7, consistency_weight=3.0, lc_weight=2.0, lc_epsilon=4.0)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     batches = [random_batch(seed=seed) for seed in range(3)]
-
 
     model.fit(FixedBatches(batches), epochs=1, verbose=0)
     rng = np.random.default_rng(9)
@@ -221,7 +222,9 @@ def test_evaluate_predict_and_keras_file_round_trip(tmp_path):
     predictions = model.predict(images, verbose=0)
     normalized = model.augmentation(images, training=False)
     _, teacher_logits = model.teacher(normalized, training=False)
-    np.testing.assert_allclose(predictions, keras.ops.convert_to_numpy(teacher_logits), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predictions, keras.ops.convert_to_numpy(teacher_logits), rtol=1e-5, atol=1e-6
+    )
     teacher_correct = np.mean(np.argmax(predictions, 1) == labels)
     assert result["teacher_accuracy"] == pytest.approx(teacher_correct)
 
@@ -240,7 +243,7 @@ def test_evaluate_predict_and_keras_file_round_trip(tmp_path):
 def test_plain_mean_teacher_skips_local_clustering():
     model = small_mean_teacher(lc_weight=5.0, lc_epsilon=100.0, use_local_clustering=False)
     model.compile(optimizer=keras.optimizers.SGD(0.05))
-    loss, terms = model._forward(random_batch())
+    loss, terms, _ = model.compute_losses(random_batch())
     assert float(keras.ops.convert_to_numpy(terms["lc"])) == 0.0
     assert float(keras.ops.convert_to_numpy(terms["lc_neighbor_fraction"])) == 0.0
     assert MeanTeacher.from_config(model.get_config()).use_local_clustering is False
@@ -250,15 +253,19 @@ def test_mixed_precision_step_keeps_losses_and_weights_in_float32():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        model = small_mean_teacher(ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0)
+        model = small_mean_teacher(
+            ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0
+        )
         model.compile(optimizer=keras.optimizers.SGD(0.05))
         features, _ = model.student(model.augmentation(random_batch()["labeled_images"]))
         assert keras.backend.standardize_dtype(features.dtype) == "bfloat16"
         assert all(v.dtype == "float32" for v in model.student.trainable_weights)
-        loss, terms = model._forward(random_batch())
+        loss, terms, _ = model.compute_losses(random_batch())
         for name in ("loss", "ce", "consistency", "lc"):
             assert keras.backend.standardize_dtype(terms[name].dtype) == "float32", name
-        history = model.fit(FixedBatches([random_batch(seed=s) for s in range(2)]), epochs=1, verbose=0).history
+        history = model.fit(
+            FixedBatches([random_batch(seed=s) for s in range(2)]), epochs=1, verbose=0
+        ).history
         assert np.isfinite(history["loss"][0]) and history["lc"][0] > 0
     finally:
         keras.config.set_dtype_policy(previous)
@@ -272,7 +279,9 @@ def test_fit_accepts_a_tf_data_dataset_of_batch_dicts():
     stacked = {key: np.stack([batch[key] for batch in batches]) for key in batches[0]}
     dataset = tf.data.Dataset.from_tensor_slices(stacked)  # yields one batch dict per element
     keras.utils.set_random_seed(0)
-    reference = small_mean_teacher(ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0)
+    reference = small_mean_teacher(
+        ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0
+    )
     reference.compile(optimizer=keras.optimizers.SGD(0.05))
     keras.utils.set_random_seed(0)
     model = small_mean_teacher(ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0)
@@ -291,7 +300,9 @@ def test_steps_per_execution_trains_exactly_like_single_steps():
     weights, histories = [], []
     for steps_per_execution in (1, 3):
         keras.utils.set_random_seed(0)
-        model = small_mean_teacher(ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0)
+        model = small_mean_teacher(
+            ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0
+        )
         model.compile(optimizer=keras.optimizers.SGD(0.05), steps_per_execution=steps_per_execution)
         histories.append(model.fit(batches, epochs=2, verbose=0, shuffle=False).history)
         assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 12
@@ -315,3 +326,12 @@ def test_non_finite_loss_guard_stops_fit_at_the_first_bad_step():
     assert len(history["loss"]) == 1 and not np.isfinite(history["loss"][0])
     assert "at epoch 1, step " in guard.stop_reason
     assert 1 <= int(guard.stop_reason.split("step ")[1]) <= 20
+
+
+def test_an_unsupported_backend_refuses_training_and_evaluation_alike():
+    steps = steps_for_backend("torch")()
+    for step in (steps.train_step, steps.test_step):
+        with pytest.raises(
+            NotImplementedError, match="trains and evaluates on the tensorflow and jax"
+        ):
+            step(random_batch())

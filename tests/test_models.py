@@ -10,7 +10,9 @@ def test_conv_large_contract_and_size():
     features, logits = model(np.zeros((2, 32, 32, 3), "float32"), training=False)
     assert tuple(features.shape) == (2, 128)
     assert tuple(logits.shape) == (2, 10)
-    convolutions = [layer for layer in model.layers if "conv" in layer.name and layer.name.endswith("_conv")]
+    convolutions = [
+        layer for layer in model.layers if "conv" in layer.name and layer.name.endswith("_conv")
+    ]
     norms = [layer for layer in model.layers if layer.name.endswith("_bn")]
     assert len(convolutions) == 9 and len(norms) == 9
     assert convolutions[6].padding == "valid" and convolutions[6].kernel_size == (3, 3)

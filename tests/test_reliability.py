@@ -10,15 +10,25 @@ import time
 import numpy as np
 import pytest
 
-from test_cli import ROOT, SCRIPT, train
+from conftest import ROOT, TRAIN_SCRIPT, train
 
 pytestmark = pytest.mark.tensorflow_only
 
 # Small batches make an epoch 81 steps long, so that a kill lands inside one.
 DETERMINISTIC = [
-    "--dataset=digits", "--width=0.5", "--epochs=3", "--labeled_batch_size=8", "--unlabeled_batch_size=16", "--eval_every=2", "--lc_weight=1",
-    "--lc_start_epoch=2", "--lc_rampup_epochs=1", "--lc_epsilon=0.5", "--lr_decay_epochs=2",
-    "--deterministic", "--verbose=0",
+    "--dataset=digits",
+    "--width=0.5",
+    "--epochs=3",
+    "--labeled_batch_size=8",
+    "--unlabeled_batch_size=16",
+    "--eval_every=2",
+    "--lc_weight=1",
+    "--lc_start_epoch=2",
+    "--lc_rampup_epochs=1",
+    "--lc_epsilon=0.5",
+    "--lr_decay_epochs=2",
+    "--deterministic",
+    "--verbose=0",
 ]
 
 
@@ -51,8 +61,11 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path, back
     interrupted = tmp_path / "interrupted"
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **backend_env}
     process = subprocess.Popen(
-        [sys.executable, SCRIPT, *DETERMINISTIC, f"--model_dir={interrupted}"],
-        cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, TRAIN_SCRIPT, *DETERMINISTIC, f"--model_dir={interrupted}"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
     while next_epoch(interrupted) < 1 and time.time() < deadline and process.poll() is None:
@@ -103,7 +116,10 @@ save_training_state(model, path, epoch=2)
 def test_sigkill_during_checkpoint_write_keeps_the_previous_copy(tmp_path):
     path = tmp_path / "training_state.npz"
     completed = subprocess.run(
-        [sys.executable, "-c", KILL_DURING_WRITE, str(path)], cwd=ROOT, capture_output=True, timeout=300
+        [sys.executable, "-c", KILL_DURING_WRITE, str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
     )
     assert completed.returncode == -signal.SIGKILL
     assert int(state_arrays(tmp_path)["next_epoch"]) == 1
@@ -116,8 +132,13 @@ def test_nan_loss_stops_with_reason_and_keeps_the_last_good_checkpoint(tmp_path,
     pytest.importorskip(backend)
     model_dir = tmp_path / "run"
     completed = train(
-        "--dataset=digits", "--width=0.5", "--epochs=4", "--consistency_weight=1e38",
-        "--verbose=0", f"--model_dir={model_dir}", env={"KERAS_BACKEND": backend},
+        "--dataset=digits",
+        "--width=0.5",
+        "--epochs=4",
+        "--consistency_weight=1e38",
+        "--verbose=0",
+        f"--model_dir={model_dir}",
+        env={"KERAS_BACKEND": backend},
     )
     assert completed.returncode == 1
     assert "non-finite loss" in completed.stderr
@@ -130,8 +151,15 @@ def test_nan_loss_stops_with_reason_and_keeps_the_last_good_checkpoint(tmp_path,
 def test_collapse_is_detected_logged_and_stops_the_run(tmp_path):
     model_dir = tmp_path / "run"
     completed = train(
-        "--dataset=digits", "--width=0.5", "--epochs=8", "--lc_weight=1000", "--lc_epsilon=10000",
-        "--lc_start_epoch=1", "--lc_rampup_epochs=0", "--stop_on_collapse", "--verbose=0",
+        "--dataset=digits",
+        "--width=0.5",
+        "--epochs=8",
+        "--lc_weight=1000",
+        "--lc_epsilon=10000",
+        "--lc_start_epoch=1",
+        "--lc_rampup_epochs=0",
+        "--stop_on_collapse",
+        "--verbose=0",
         f"--model_dir={model_dir}",
     )
     assert completed.returncode == 1
@@ -142,7 +170,13 @@ def test_collapse_is_detected_logged_and_stops_the_run(tmp_path):
 
 def test_rerunning_a_finished_run_changes_nothing(tmp_path):
     model_dir = tmp_path / "run"
-    args = ["--dataset=digits", "--width=0.5", "--epochs=1", "--verbose=0", f"--model_dir={model_dir}"]
+    args = [
+        "--dataset=digits",
+        "--width=0.5",
+        "--epochs=1",
+        "--verbose=0",
+        f"--model_dir={model_dir}",
+    ]
     assert train(*args).returncode == 0
     before = state_arrays(model_dir)
     again = train(*args)
@@ -173,7 +207,13 @@ def write_bad_inputs(root):
                 file.truncate(40)
         paths[name] = folder
     x = rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8)
-    np.savez(root / "labels.npz", x_train=x, y_train=np.arange(20) % 4 - 1, x_test=x, y_test=np.arange(20) % 4)
+    np.savez(
+        root / "labels.npz",
+        x_train=x,
+        y_train=np.arange(20) % 4 - 1,
+        x_test=x,
+        y_test=np.arange(20) % 4,
+    )
     paths["labels"] = root / "labels.npz"
     (root / "broken.npz").write_bytes(b"not an archive")
     paths["broken"] = root / "broken.npz"
@@ -189,7 +229,10 @@ BAD_INPUTS = [
     (["--consistency_weight=-1"], "--consistency_weight must be >= 0"),
     (["--ema_decay=1"], "--ema_decay must be in [0, 1)"),
     (["--labeled_batch_size=0"], "batch_size"),
-    (["--epochs=10", "--lc_weight=1", "--lc_start_epoch=20"], "--lc_start_epoch=20 is not before --epochs=10"),
+    (
+        ["--epochs=10", "--lc_weight=1", "--lc_start_epoch=20"],
+        "--lc_start_epoch=20 is not before --epochs=10",
+    ),
     (["--epochs=abc"], "epochs"),
     (["--num_labels=55"], "not divisible by the 10 classes"),
     (["--num_labels=5000"], "needs 500 labeled images of class 0"),
@@ -215,8 +258,11 @@ def bad_files(tmp_path_factory):
 @pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
 def test_bad_input_gives_one_line_and_exit_status_2(args, message, bad_files, tmp_path):
     args = [arg.format(**bad_files) for arg in args]
-    completed = train(*args, "--epochs=1" if not any(a.startswith("--epochs") for a in args) else "--verbose=0",
-                      f"--model_dir={tmp_path / 'run'}")
+    completed = train(
+        *args,
+        "--epochs=1" if not any(a.startswith("--epochs") for a in args) else "--verbose=0",
+        f"--model_dir={tmp_path / 'run'}",
+    )
     assert completed.returncode == 2, completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr
     last_line = completed.stderr.strip().splitlines()[-1]
@@ -226,15 +272,26 @@ def test_bad_input_gives_one_line_and_exit_status_2(args, message, bad_files, tm
 
 def test_model_dir_with_another_configuration_is_refused_unless_overwrite(tmp_path):
     model_dir = tmp_path / "run"
-    base = ["--dataset=digits", "--width=0.5", "--epochs=1", "--verbose=0", f"--model_dir={model_dir}"]
+    base = [
+        "--dataset=digits",
+        "--width=0.5",
+        "--epochs=1",
+        "--verbose=0",
+        f"--model_dir={model_dir}",
+    ]
     assert train(*base).returncode == 0
     before = {name: (model_dir / name).stat().st_mtime_ns for name in os.listdir(model_dir)}
     refused = train(*base, "--lr=0.1")
-    assert refused.returncode == 2 and "holds a run with a different configuration (lr: 0.05 -> 0.1)" in refused.stderr
+    assert (
+        refused.returncode == 2
+        and "holds a run with a different configuration (lr: 0.05 -> 0.1)" in refused.stderr
+    )
     assert {name: (model_dir / name).stat().st_mtime_ns for name in os.listdir(model_dir)} == before
     replaced = train(*base, "--lr=0.1", "--overwrite")
     assert replaced.returncode == 0
-    assert results(model_dir)["config"]["lr"] == 0.1 and results(model_dir)["resumed_from_epoch"] == 0
+    assert (
+        results(model_dir)["config"]["lr"] == 0.1 and results(model_dir)["resumed_from_epoch"] == 0
+    )
 
 
 def test_unwritable_model_dir(tmp_path):
@@ -245,4 +302,6 @@ def test_unwritable_model_dir(tmp_path):
         locked.mkdir(mode=0o500)
         target = str(locked / "run")
     completed = train("--dataset=digits", "--epochs=1", f"--model_dir={target}")
-    assert completed.returncode == 2 and "is not writable" in completed.stderr.strip().splitlines()[-1]
+    assert (
+        completed.returncode == 2 and "is not writable" in completed.stderr.strip().splitlines()[-1]
+    )

@@ -39,6 +39,10 @@ class ImageDataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])
 
+    def class_counts(self) -> list[int]:
+        """Training images per class, for class 0..num_classes-1."""
+        return np.bincount(self.y_train, minlength=self.num_classes).tolist()
+
     def channel_mean_std(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the training images, in [0, 1] units."""
         axes = (0, 1, 2)
@@ -135,9 +139,13 @@ def _load_npz(path: str):
     x_train, x_test = (x[..., None] if x.ndim == 3 else x for x in (x_train, x_test))
     for name, images in (("x_train", x_train), ("x_test", x_test)):
         if images.ndim != 4:
-            raise UserInputError(f"{path}: {name} has shape {images.shape}; expected N x H x W x C images")
+            raise UserInputError(
+                f"{path}: {name} has shape {images.shape}; expected N x H x W x C images"
+            )
         if images.dtype != np.uint8:
-            raise UserInputError(f"{path}: {name} has dtype {images.dtype}; expected uint8 images (0..255)")
+            raise UserInputError(
+                f"{path}: {name} has dtype {images.dtype}; expected uint8 images (0..255)"
+            )
     return x_train, y_train, x_test, y_test, None
 
 
@@ -158,7 +166,9 @@ def _read_folder_split(root: str, split: str, classes: list[str]):
     for label, name in enumerate(classes):
         class_dir = os.path.join(root, split, name)
         if not os.path.isdir(class_dir):
-            raise UserInputError(f"{class_dir} is missing: train/ and test/ need the same class folders")
+            raise UserInputError(
+                f"{class_dir} is missing: train/ and test/ need the same class folders"
+            )
         for file_name in sorted(os.listdir(class_dir)):
             if not file_name.lower().endswith(IMAGE_EXTENSIONS):
                 continue
@@ -208,7 +218,9 @@ def _validated(name, x_train, y_train, x_test, y_test, num_classes) -> ImageData
                 f"{name}: {len(images)} {split} images but labels of shape {labels.shape}"
             )
         if not np.issubdtype(labels.dtype, np.integer):
-            raise UserInputError(f"{name}: {split} labels have dtype {labels.dtype}; expected integers")
+            raise UserInputError(
+                f"{name}: {split} labels have dtype {labels.dtype}; expected integers"
+            )
     if num_classes is None:
         num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
     for split, labels in (("train", y_train), ("test", y_test)):

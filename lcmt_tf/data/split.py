@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lcmt_tf.errors import UserInputError
-
 
 def stratified_label_split(
     labels: np.ndarray, num_labels: int, num_classes: int, seed: int
@@ -14,23 +12,19 @@ def stratified_label_split(
 
     Each class contributes num_labels / num_classes images, drawn without replacement
     with NumPy's PCG64 generator seeded by `seed` (the same on every machine). The
-    unlabeled set is every other training image.
+    unlabeled set is every other training image. A run's settings are checked against
+    its data first (`TrainConfig.check_against_data`); called directly, an impossible
+    request raises ValueError.
     """
     if num_labels % num_classes:
-        raise UserInputError(
-            f"--num_labels={num_labels} is not divisible by the {num_classes} classes; "
-            f"use a multiple of {num_classes}"
-        )
+        raise ValueError(f"{num_labels} labels do not divide into {num_classes} classes")
     per_class = num_labels // num_classes
     rng = np.random.default_rng(seed)
     chosen = []
     for label in range(num_classes):
         members = np.flatnonzero(labels == label)
-        if len(members) < per_class + 1:
-            raise UserInputError(
-                f"--num_labels={num_labels} needs {per_class} labeled images of class "
-                f"{label} plus unlabeled ones, but it has {len(members)} images"
-            )
+        if len(members) < per_class:
+            raise ValueError(f"class {label} has {len(members)} images, fewer than {per_class}")
         chosen.append(rng.choice(members, size=per_class, replace=False))
     labeled = np.sort(np.concatenate(chosen))
     unlabeled = np.setdiff1d(np.arange(len(labels)), labeled)

@@ -1,4 +1,4 @@
-"""Networks with the (features, logits) contract that MeanTeacher trains.
+"""ConvNets with standard batch normalization: conv_large and the small digits_net.
 
 Each builder returns a functional `keras.Model` mapping normalized images to
 `[features, logits]`: `features` is the representation z = g(x) on which Local
@@ -10,18 +10,14 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-# PyTorch's BatchNorm2d defaults (momentum 0.1, eps 1e-5), as in the authors' code.
+# PyTorch's BatchNorm2d defaults (momentum 0.1, eps 1e-5).
 _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-5
 
 
 def _conv_bn_lrelu(x, filters: int, kernel_size: int, padding: str, name: str):
-    x = layers.Conv2D(
-        filters, kernel_size, padding=padding, use_bias=False, name=f"{name}_conv"
-    )(x)
-    x = layers.BatchNormalization(
-        momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn"
-    )(x)
+    x = layers.Conv2D(filters, kernel_size, padding=padding, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
     return layers.LeakyReLU(negative_slope=0.1, name=f"{name}_lrelu")(x)
 
 
@@ -83,6 +79,3 @@ def digits_net(
     features = layers.GlobalAveragePooling2D(name="features")(x)
     logits = layers.Dense(num_classes, name="logits")(features)
     return keras.Model(inputs, [features, logits], name=name)
-
-
-MODEL_BUILDERS = {"conv_large": conv_large, "digits_net": digits_net}

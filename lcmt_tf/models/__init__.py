@@ -1,0 +1,45 @@
+"""Networks with the `[features, logits]` contract, and the registry of --model names.
+
+Every network maps normalized images (N, H, W, C) to `[features, logits]`: the
+representation z = g(x) on which Local Clustering acts, and h(z). `MODELS` maps each
+--model name to its builder and the smallest image side it accepts; this module
+imports no deep-learning backend until a network is built, so configuration checks
+stay light.
+
+    convnet.py    conv_large (the 13-layer ConvNet) and digits_net, batch-normalized
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Where a network's builder lives, and the smallest height and width of image it
+    accepts (its poolings and 'valid' convolutions must leave at least one pixel)."""
+
+    module: str
+    builder: str
+    min_image_size: int
+
+    def build(self, num_classes: int, input_shape: tuple[int, int, int], width: float):
+        function = getattr(importlib.import_module(self.module), self.builder)
+        return function(num_classes=num_classes, input_shape=input_shape, width=width)
+
+
+MODELS = {
+    # Two 2x2 poolings, then a 3x3 'valid' convolution: 12 -> 6 -> 3 -> 1 pixel.
+    "conv_large": ModelSpec("lcmt_tf.models.convnet", "conv_large", min_image_size=12),
+    # One 2x2 pooling.
+    "digits_net": ModelSpec("lcmt_tf.models.convnet", "digits_net", min_image_size=2),
+}
+
+_EXPORTS = {"conv_large": "lcmt_tf.models.convnet", "digits_net": "lcmt_tf.models.convnet"}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lcmt_tf.models' has no attribute {name!r}")

@@ -1,0 +1,83 @@
+"""MeanTeacher's steps on the JAX backend: pure functions of the model's state.
+
+During fit and evaluate, Keras' JAX trainer keeps the variables' values outside the
+variables and passes them through every step as `state`. Every read and write of a
+variable inside a step goes through `stateless`, one helper around
+keras.StatelessScope.
+"""
+
+from __future__ import annotations
+
+import jax
+import keras
+
+
+def stateless(function, *groups):
+    """Calls function() with variables bound to values, without touching the variables.
+
+    Args:
+        function: a callable of no arguments that reads and may assign variables.
+        *groups: (variables, values) pairs; each variable reads the matching value.
+
+    Returns:
+        (function's result, the groups' values afterwards), the latter one list per
+        group, in order; a variable that function did not assign keeps its value.
+    """
+    mapping = [pair for variables, values in groups for pair in zip(variables, values)]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        result = function()
+    updated = []
+    for variables, values in groups:
+        current = [scope.get_current_value(variable) for variable in variables]
+        updated.append([old if new is None else new for old, new in zip(values, current)])
+    return result, updated
+
+
+class JaxSteps:
+    """train_step(state, data) -> (logs, state) and test_step(state, data) ->
+    (logs, state), as Keras' JAX trainer calls them (inside jax.jit)."""
+
+    def train_step(self, state, data):
+        trainable_values, non_trainable_values, optimizer_values, metrics_values = state
+
+        def loss_function(trainable_values, non_trainable_values):
+            def forward():
+                loss, terms, labeled_logits = self.compute_losses(data)
+                return self.optimizer.scale_loss(loss), (terms, labeled_logits)
+
+            (scaled_loss, outputs), (_, non_trainable_after, _) = stateless(
+                forward,
+                (self.trainable_variables, trainable_values),
+                (self.non_trainable_variables, non_trainable_values),
+                (self.optimizer.variables, optimizer_values),
+            )
+            return scaled_loss, (outputs, non_trainable_after)
+
+        gradient_function = jax.value_and_grad(loss_function, has_aux=True)
+        (_, ((terms, labeled_logits), non_trainable_values)), gradients = gradient_function(
+            trainable_values, non_trainable_values
+        )
+        trainable_values, optimizer_values = self.optimizer.stateless_apply(
+            optimizer_values, gradients, trainable_values
+        )
+        # The teacher's weights are among the non-trainable values.
+        non_trainable_values = list(non_trainable_values)
+        for teacher_index, student_index in self.ema_positions:
+            non_trainable_values[teacher_index] = self.moving_average(
+                non_trainable_values[teacher_index], trainable_values[student_index]
+            )
+        logs, (metrics_values,) = stateless(
+            lambda: self.update_metrics(terms, labeled_logits),
+            (self.metrics_variables, metrics_values),
+        )
+        return logs, (trainable_values, non_trainable_values, optimizer_values, metrics_values)
+
+    def test_step(self, state, data):
+        trainable_values, non_trainable_values, metrics_values = state
+        logs, (_, _, metrics_values) = stateless(
+            lambda: self.evaluation_metrics(data),
+            (self.trainable_variables, trainable_values),
+            (self.non_trainable_variables, non_trainable_values),
+            (self.metrics_variables, metrics_values),
+        )
+        return logs, (trainable_values, non_trainable_values, metrics_values)
