@@ -82,7 +82,9 @@ class TrainConfig:
     overwrite: bool = setting(False, "replace a run with a different configuration in --model_dir")
     deterministic: bool = setting(False, "bit-identical runs on CPU (TensorFlow op determinism)")
     stop_on_collapse: bool = setting(False, "stop when the feature distribution collapses")
-    jit_compile: bool = setting(False, "compile the training step with XLA")
+    jit_compile: bool = setting(
+        False, "XLA-compile the TensorFlow training step (the JAX step is always compiled)"
+    )
     steps_per_execution: int = setting(
         1,
         "training steps per call of the compiled function; callbacks and the progress bar "

@@ -211,7 +211,8 @@ def build_model(config: TrainConfig, dataset: ImageDataset) -> MeanTeacher:
     )
     model.compile(
         optimizer=build_optimizer(config),
-        jit_compile=config.jit_compile,
+        # Keras runs a JAX step without jit op by op, which is many times slower.
+        jit_compile=config.jit_compile or keras.backend.backend() == "jax",
         steps_per_execution=config.steps_per_execution,
     )
     return model
