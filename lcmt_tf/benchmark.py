@@ -36,16 +36,17 @@ POOL_SIZE, POOL_LABELED = 4096, 400
 
 def benchmark_config(
     mode: str,
+    model: str = "conv_large",
     width: float = 1.0,
     mixed_precision: str = "",
     jit_compile: bool = False,
     steps_per_execution: int = 1,
 ) -> TrainConfig:
-    """The paper's CIFAR-10 step (conv_large, flips, lambda1 100, and for MT+LC lambda2
-    10 with epsilon 50) at the given width and compile options."""
+    """The paper's CIFAR-10 step (flips, lambda1 100, and for MT+LC lambda2 10 with
+    epsilon 50) for the given network, width and compile options."""
     return TrainConfig(
         dataset="cifar10",
-        model="conv_large",
+        model=model,
         width=width,
         hflip=True,
         translate=2,
@@ -70,9 +71,10 @@ def random_images(seed: int = 0) -> ImageDataset:
 
 def build_benchmark_model(mode: str, config: TrainConfig, dataset: ImageDataset):
     """(compiled model, student): the MeanTeacher of `config` for mt and mtlc; for
-    supervised, its student behind the same augmentation, trained with CE alone."""
+    supervised, its student behind the same augmentation, trained with CE alone.
+    Networks with data-dependent initialization are initialized from one batch."""
     configure_backend(config)  # seed and dtype policy
-    model = build_model(config, dataset)
+    model = build_model(config, dataset, init_images=dataset.x_train[:LABELED])
     if mode != "supervised":
         model.consistency_weight.assign(config.consistency_weight)
         model.lc_weight.assign(config.lc_weight)
@@ -133,17 +135,18 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def forward_flops(model: keras.Model) -> float:
-    """Multiply-adds x 2 of the convolutions and dense layers for one image."""
+    """Multiply-adds x 2 of the convolutions and dense layers (any layer with a 4-D or
+    2-D `kernel`, the weight-normalized ones included) for one image."""
     total = 0.0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, height, width, channels_out = layer.output.shape
-            kernel_height, kernel_width, channels_in, _ = layer.kernel.shape
-            total += (
-                2.0 * height * width * kernel_height * kernel_width * channels_in * channels_out
-            )
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2.0 * layer.kernel.shape[0] * layer.kernel.shape[1]
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        if len(kernel.shape) == 4:
+            _, height, width, _ = layer.output.shape
+            total += 2.0 * height * width * float(np.prod(kernel.shape))
+        elif len(kernel.shape) == 2:
+            total += 2.0 * float(np.prod(kernel.shape))
     return total
 
 
@@ -179,6 +182,7 @@ def time_configuration(
         "input": source,
         "backend": keras.backend.backend(),
         "device": device_name(),
+        "model": config.model,
         "width": config.width,
         "mixed_precision": config.mixed_precision or "float32",
         "jit_compile": bool(model.jit_compile),  # what ran: JAX always compiles
@@ -211,14 +215,14 @@ def add_lc_overhead(records: list[dict]) -> list[dict]:
 
 def markdown_table(records: list[dict]) -> str:
     lines = [
-        "| mode | input | backend | width | precision | jit | ms/step | images/s | GFLOP/s "
-        "| LC overhead | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | input | backend | model | width | precision | jit | ms/step | images/s "
+        "| GFLOP/s | LC overhead | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         overhead = f"{r['lc_overhead_pct']:+.1f}%" if r["lc_overhead_pct"] is not None else ""
         lines.append(
-            f"| {r['mode']} | {r['input']} | {r['backend']} | {r['width']} "
+            f"| {r['mode']} | {r['input']} | {r['backend']} | {r['model']} | {r['width']} "
             f"| {r['mixed_precision']} | {r['jit_compile']} | {r['step_time_ms']} "
             f"| {r['images_per_s']} | {r['achieved_flop_per_s'] / 1e9:.1f} | {overhead} "
             f"| {r['peak_memory_mb']} |"

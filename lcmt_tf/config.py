@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lcmt_tf.data import ImageDataset
 
 MIXED_PRECISION = ("", "bfloat16", "float16")
+WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 
 # Fields that may differ when a run is resumed: they do not change what is computed.
 RESUMABLE_DIFFERENCES = ("data_dir", "download", "overwrite", "verbose", "steps_per_execution")
@@ -59,7 +60,12 @@ class TrainConfig:
     )
     momentum: float = setting(0.9, "SGD momentum")
     nesterov: bool = setting(True, "Nesterov momentum")
-    weight_decay: float = setting(1e-4, "decoupled weight decay (0 = none)")
+    weight_decay: float = setting(1e-4, "weight decay factor (0 = none)")
+    weight_decay_mode: str = setting(
+        "coupled",
+        "coupled: L2 added to the gradient before momentum, as PyTorch's SGD (the authors' "
+        "code); decoupled: Keras' SGD weight decay, w -= lr * weight_decay * w",
+    )
     ema_decay: float = setting(0.99, "teacher EMA decay alpha")
     # Mean Teacher and Local Clustering
     consistency_weight: float = setting(
@@ -131,6 +137,10 @@ class TrainConfig:
         )
         _check(0 <= self.momentum < 1, "--momentum must be in [0, 1)")
         _check(self.weight_decay >= 0, "--weight_decay must be >= 0")
+        _check(
+            self.weight_decay_mode in WEIGHT_DECAY_MODES,
+            f"--weight_decay_mode must be coupled or decoupled, not {self.weight_decay_mode!r}",
+        )
         _check(0 <= self.ema_decay < 1, "--ema_decay must be in [0, 1)")
         _check(self.consistency_weight >= 0, "--consistency_weight must be >= 0")
         _check(self.consistency_rampup_epochs >= 0, "--consistency_rampup_epochs must be >= 0")

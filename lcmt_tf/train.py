@@ -47,6 +47,8 @@ from lcmt_tf.data import (
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.mean_teacher import MeanTeacher, errors_from_accuracies
 from lcmt_tf.models import MODELS
+from lcmt_tf.models.convnet_wn import initialize_from_data
+from lcmt_tf.optimizers import CoupledWeightDecaySGD
 from lcmt_tf.steps import SUPPORTED_BACKENDS
 
 CONFIG_FILE = "config.json"
@@ -73,11 +75,6 @@ def run(config: TrainConfig) -> dict[str, Any]:
     labeled, unlabeled = stratified_label_split(
         dataset.y_train, config.num_labels, dataset.num_classes, config.label_seed
     )
-    configure_backend(config)
-    model = build_model(config, dataset)
-    # Everything above only reads; from here on the run directory is written.
-    initial_epoch = start_run_directory(config, model, labeled, resuming)
-
     batches = SemiSupervisedBatches(
         dataset.x_train,
         dataset.y_train,
@@ -88,6 +85,13 @@ def run(config: TrainConfig) -> dict[str, Any]:
         seed=config.seed,
     )
     test_batches = LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
+    restoring = resuming and os.path.exists(os.path.join(config.model_dir, STATE_FILE))
+    configure_backend(config)
+    # A restored run takes every weight from its training state: no data-dependent init.
+    init_images = None if restoring else batches[0]["labeled_images"]
+    model = build_model(config, dataset, init_images)
+    # Everything above only reads; from here on the run directory is written.
+    initial_epoch = start_run_directory(config, model, labeled, restoring)
     callbacks = build_callbacks(config, batches, test_batches)
     start = time.time()
     epochs_run = initial_epoch
@@ -174,7 +178,15 @@ def configure_backend(config: TrainConfig) -> None:
 
 
 def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """SGD with the configuration's momentum and weight decay."""
+    """SGD with the configuration's momentum and weight decay: PyTorch's update with
+    coupled L2 (`CoupledWeightDecaySGD`), or Keras' SGD with decoupled decay."""
+    if config.weight_decay_mode == "coupled":
+        return CoupledWeightDecaySGD(
+            learning_rate=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            coupled_weight_decay=config.weight_decay,
+        )
     return keras.optimizers.SGD(
         learning_rate=config.lr,
         momentum=config.momentum,
@@ -183,10 +195,13 @@ def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     )
 
 
-def build_model(config: TrainConfig, dataset: ImageDataset) -> MeanTeacher:
+def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) -> MeanTeacher:
     """The compiled MeanTeacher for this configuration and data.
 
-    λ1 and λ2 start at 0; the schedule callbacks set them every epoch.
+    With `init_images` (raw training images), networks with data-dependent
+    initialization (conv_large_wn) are initialized from them, normalized and not
+    augmented, before the teacher is copied from the student. λ1 and λ2 start at 0;
+    the schedule callbacks set them every epoch.
     """
     student = MODELS[config.model].build(
         num_classes=dataset.num_classes, input_shape=dataset.image_shape, width=config.width
@@ -200,6 +215,8 @@ def build_model(config: TrainConfig, dataset: ImageDataset) -> MeanTeacher:
         noise_stddev=config.input_noise,
         seed=config.seed,
     )
+    if init_images is not None:
+        initialize_from_data(student, augmentation(init_images, training=False))
     model = MeanTeacher(
         student,
         augmentation,
@@ -218,9 +235,9 @@ def build_model(config: TrainConfig, dataset: ImageDataset) -> MeanTeacher:
     return model
 
 
-def start_run_directory(config: TrainConfig, model: MeanTeacher, labeled, resuming: bool) -> int:
+def start_run_directory(config: TrainConfig, model: MeanTeacher, labeled, restoring: bool) -> int:
     """Creates (or, with --overwrite, clears) model_dir, restores the training state
-    when resuming, and writes the run's metadata; returns the epoch to start at."""
+    when `restoring`, and writes the run's metadata; returns the epoch to start at."""
     model_dir = config.model_dir
     os.makedirs(model_dir, exist_ok=True)
     if config.overwrite:
@@ -231,7 +248,7 @@ def start_run_directory(config: TrainConfig, model: MeanTeacher, labeled, resumi
         shutil.rmtree(os.path.join(model_dir, TENSORBOARD_DIR), ignore_errors=True)
     state_path = os.path.join(model_dir, STATE_FILE)
     initial_epoch = 0
-    if resuming and os.path.exists(state_path):
+    if restoring:
         initial_epoch = load_training_state(model, state_path)
         logging.info("Resuming %s at epoch %d.", model_dir, initial_epoch + 1)
     atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())

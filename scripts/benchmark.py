@@ -18,7 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax"], "Keras backend")
-flags.DEFINE_float("width", 1.0, "conv_large channel multiplier")
+flags.DEFINE_enum("model", "conv_large", ["conv_large", "conv_large_wn"], "network")
+flags.DEFINE_float("width", 1.0, "channel multiplier of the network")
 flags.DEFINE_enum("mixed_precision", "", ["", "bfloat16", "float16"], "compute dtype")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the step (JAX always compiles)")
 flags.DEFINE_integer("steps", 20, "steps per timed repeat")
@@ -49,6 +50,7 @@ def main(argv):
         for mode in FLAGS.modes:
             config = benchmark.benchmark_config(
                 mode,
+                model=FLAGS.model,
                 width=FLAGS.width,
                 mixed_precision=FLAGS.mixed_precision,
                 jit_compile=FLAGS.jit_compile,

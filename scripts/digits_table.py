@@ -20,6 +20,7 @@ from absl import app, flags
 flags.DEFINE_string("seeds", "0,1,2", "comma-separated label/initialization seeds")
 flags.DEFINE_string("output", "runs/digits_table.json", "where to write all results")
 flags.DEFINE_string("runs_dir", "runs/digits_table", "parent directory of the runs")
+flags.DEFINE_multi_string("set", [], "KEY=VALUE: a train.py flag for every run (repeatable)")
 FLAGS = flags.FLAGS
 
 SETTINGS = (
@@ -52,6 +53,7 @@ def main(argv):
                 f"--seed={seed}",
                 f"--model_dir={model_dir}",
                 "--verbose=0",
+                *(f"--{setting}" for setting in FLAGS.set),
             ]
             subprocess.run(command, check=True, cwd=ROOT)
             with open(os.path.join(ROOT, model_dir, "results.json")) as file:

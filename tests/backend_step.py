@@ -1,6 +1,8 @@
 """One MeanTeacher training step on fixed weights and inputs, on the backend in
 KERAS_BACKEND; writes loss, gradients and the teacher's update to an .npz file.
 
+    python tests/backend_step.py OUTPUT.npz digits_net|conv_large_wn
+
 Used by tests/test_backends.py, which runs it under TensorFlow and JAX and compares.
 Augmentation and dropout are off, so the step is a deterministic function.
 """
@@ -10,38 +12,57 @@ import sys
 import keras
 import numpy as np
 
-from lcmt_tf import Augmentation, MeanTeacher, digits_net
+from lcmt_tf import Augmentation, MeanTeacher, conv_large_wn, digits_net
 
 LEARNING_RATE = 1.0  # plain SGD with lr 1: new weights = old weights - gradient
 
+# network, image shape, LC epsilon (set so that some but not all pairs are neighbors)
+SETUPS = {
+    "digits_net": (lambda: digits_net(width=0.5, dropout=0.0), (8, 8, 1), 0.05),
+    "conv_large_wn": (
+        lambda: conv_large_wn(width=0.0625, dropout=0.0, input_shape=(16, 16, 3)),
+        (16, 16, 3),
+        0.0005,
+    ),
+}
 
-def main(output_path):
+
+def main(output_path, model_name):
     rng = np.random.default_rng(0)
-    student = digits_net(width=0.5, dropout=0.0)
+    build_student, image_shape, epsilon = SETUPS[model_name]
+    student = build_student()
     for variable in student.weights:
         shape, name = variable.shape, variable.path
-        if "moving_variance" in name or "gamma" in name:
+        if "moving_variance" in name or "gamma" in name or "scale" in name:
             value = 1.0 + 0.1 * rng.uniform(size=shape)
         elif "moving_mean" in name:
             value = np.zeros(shape)
         else:
             value = 0.3 * rng.normal(size=shape)
         variable.assign(value.astype("float32"))
-    augmentation = Augmentation(mean=[0.3], std=[0.4], max_translation=0)
+    channels = image_shape[-1]
+    augmentation = Augmentation(mean=[0.3] * channels, std=[0.4] * channels, max_translation=0)
     model = MeanTeacher(
-        student, augmentation, ema_decay=0.9, consistency_weight=3.0, lc_weight=2.0, lc_epsilon=0.05
+        student,
+        augmentation,
+        ema_decay=0.9,
+        consistency_weight=3.0,
+        lc_weight=2.0,
+        lc_epsilon=epsilon,
     )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), jit_compile=True)
     batch = {
-        "labeled_images": rng.integers(0, 256, (8, 8, 8, 1)).astype("uint8"),
+        "labeled_images": rng.integers(0, 256, (8, *image_shape)).astype("uint8"),
         "labels": rng.integers(0, 10, 8).astype("int32"),
-        "unlabeled_images": rng.integers(0, 256, (24, 8, 8, 1)).astype("uint8"),
+        "unlabeled_images": rng.integers(0, 256, (24, *image_shape)).astype("uint8"),
     }
     # The teacher's forward pass runs on the same weights: perturb it so that the
     # consistency and EMA terms are not trivially zero.
+    # (Element-wise: a weight-normalized kernel ignores a common factor.)
     for variable in model.teacher.weights:
         if "kernel" in variable.path:
-            variable.assign(keras.ops.convert_to_numpy(variable) * 1.1)
+            noise = 1.0 + 0.2 * rng.uniform(size=variable.shape)
+            variable.assign((keras.ops.convert_to_numpy(variable) * noise).astype("float32"))
     before_student = [keras.ops.convert_to_numpy(v) for v in student.trainable_weights]
     before_teacher = [keras.ops.convert_to_numpy(t) for t, _ in model.ema_pairs]
 
@@ -67,4 +88,4 @@ def main(output_path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

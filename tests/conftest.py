@@ -119,3 +119,35 @@ def moons_images():
     points, labels = two_moons(1200, noise=0.08, seed=0)
     scaled = (points - points.min(0)) / (points.max(0) - points.min(0)) * 255.0
     return scaled.reshape(-1, 1, 1, 2).astype("float32"), labels
+
+
+@pytest.fixture(scope="session")
+def bad_inputs(tmp_path_factory):
+    """Files for the bad-data cases: {name: path}, and "tmp", an empty folder."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("bad")
+    paths = {"tmp": root / "empty"}
+    paths["tmp"].mkdir()
+    rng = np.random.default_rng(0)
+    for name, corrupt, odd_shape in (("corrupt", True, False), ("shapes", False, True)):
+        folder = root / name
+        for split in ("train", "test"):
+            for label in ("a", "b"):
+                os.makedirs(folder / split / label)
+                for index in range(3):
+                    size = (9, 8) if odd_shape and index == 2 and label == "b" else (8, 8)
+                    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+                        folder / split / label / f"{index}.png"
+                    )
+        if corrupt:
+            with open(folder / "train" / "b" / "1.png", "r+b") as file:
+                file.truncate(40)
+        paths[name] = folder
+    x = rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8)
+    labels = np.arange(20) % 4
+    np.savez(root / "labels.npz", x_train=x, y_train=labels - 1, x_test=x, y_test=labels)
+    paths["labels"] = root / "labels.npz"
+    (root / "broken.npz").write_bytes(b"not an archive")
+    paths["broken"] = root / "broken.npz"
+    return paths

@@ -10,10 +10,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_step(backend, output):
+def run_step(backend, output, model_name):
     environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     completed = subprocess.run(
-        [sys.executable, os.path.join(HERE, "backend_step.py"), str(output)],
+        [sys.executable, os.path.join(HERE, "backend_step.py"), str(output), model_name],
         env=environment,
         capture_output=True,
         text=True,
@@ -25,10 +25,11 @@ def run_step(backend, output):
 
 
 @pytest.mark.tensorflow_only
-def test_tensorflow_and_jax_steps_agree(tmp_path):
+@pytest.mark.parametrize("model_name", ["digits_net", "conv_large_wn"])
+def test_tensorflow_and_jax_steps_agree(tmp_path, model_name):
     pytest.importorskip("jax")
-    tensorflow = run_step("tensorflow", tmp_path / "tensorflow.npz")
-    jax = run_step("jax", tmp_path / "jax.npz")
+    tensorflow = run_step("tensorflow", tmp_path / "tensorflow.npz", model_name)
+    jax = run_step("jax", tmp_path / "jax.npz", model_name)
     assert tensorflow.keys() == jax.keys()
     for name in ("loss", "ce", "consistency", "lc", "lc_neighbor_fraction"):
         assert float(jax[name]) == pytest.approx(float(tensorflow[name]), rel=1e-4, abs=1e-6), name

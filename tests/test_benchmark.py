@@ -71,9 +71,11 @@ def test_benchmark_writes_one_record_per_configuration(tmp_path):
 
 
 def test_every_requested_step_is_timed_beyond_one_pass_of_the_pipeline(tmp_path):
-    """The benchmark's pipeline holds 28 batches; 3 repeats of 30 steps must all run."""
+    """The benchmark's pipeline holds 28 batches; 3 repeats of 30 steps must all run
+    (here with the weight-normalized network)."""
     _, (record,) = run_benchmark(
         tmp_path,
+        "--model=conv_large_wn",
         "--width=0.03125",
         "--steps=30",
         "--warmup_steps=1",
@@ -83,11 +85,12 @@ def test_every_requested_step_is_timed_beyond_one_pass_of_the_pipeline(tmp_path)
         "--inputs=pipeline",
     )
     assert record["steps_timed"] == 90 and record["steps_per_execution"] == 4
+    assert record["model"] == "conv_large_wn"
     assert len(record["step_times_ms"]) == 3
 
 
-def test_forward_flops_of_conv_large_match_a_hand_count():
-    from lcmt_tf import conv_large
+def test_forward_flops_of_both_13_layer_convnets_match_a_hand_count():
+    from lcmt_tf import conv_large, conv_large_wn
     from lcmt_tf.benchmark import forward_flops
 
     # 32x32: 3 convs (3->128, 128->128 x2); 16x16: 3 convs (128->256, 256->256 x2);
@@ -100,3 +103,4 @@ def test_forward_flops_of_conv_large_match_a_hand_count():
         + 128 * 10
     )
     assert forward_flops(conv_large()) == expected
+    assert forward_flops(conv_large_wn()) == expected

@@ -1,7 +1,9 @@
+import keras
 import numpy as np
 import pytest
 
-from lcmt_tf.models import conv_large, digits_net
+from lcmt_tf.models import conv_large, conv_large_wn, digits_net, initialize_from_data
+from lcmt_tf.models.convnet_wn import WeightNormConv2D, WeightNormMeanOnlyBN
 
 
 def test_conv_large_contract_and_size():
@@ -31,3 +33,96 @@ def test_digits_net_contract():
     features, logits = model(np.zeros((3, 8, 8, 1), "float32"))
     assert tuple(features.shape) == (3, 64)
     assert tuple(logits.shape) == (3, 10)
+
+
+def conv_large_parameter_count(num_classes, per_conv_extra, dense_extra):
+    """Kernel weights of the 13-layer ConvNet by hand, plus per-output extras."""
+    convs = [(3, 3, 128), (3, 128, 128), (3, 128, 128), (3, 128, 256), (3, 256, 256)]
+    convs += [(3, 256, 256), (3, 256, 512), (1, 512, 256), (1, 256, 128)]
+    total = sum(k * k * c_in * c_out + per_conv_extra * c_out for k, c_in, c_out in convs)
+    return total + 128 * num_classes + dense_extra * num_classes
+
+
+def test_conv_large_wn_parameter_count_matches_its_docstring_and_a_hand_count():
+    model = conv_large_wn()
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    moving_means = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    # Each layer: kernel, scale g and bias b (trainable), moving mean (not).
+    assert trainable == conv_large_parameter_count(10, per_conv_extra=2, dense_extra=2) == 3_121_812
+    assert moving_means == conv_large_parameter_count(10, 1, 1) - conv_large_parameter_count(
+        10, 0, 0
+    )
+    assert moving_means == 2_058
+    assert "3,121,812 trainable parameters" in conv_large_wn.__doc__
+    assert "2,058 moving" in conv_large_wn.__doc__
+    features, logits = model(np.zeros((2, 32, 32, 3), "float32"))
+    assert tuple(features.shape) == (2, 128) and tuple(logits.shape) == (2, 10)
+
+
+def numpy_valid_conv(images, kernel):
+    """Stride-1 'valid' convolution (cross-correlation), NHWC x HWIO."""
+    size = kernel.shape[0]
+    height, width = images.shape[1] - size + 1, images.shape[2] - size + 1
+    out = np.zeros((images.shape[0], height, width, kernel.shape[-1]))
+    for a in range(size):
+        for b in range(size):
+            out += np.einsum(
+                "nhwc,co->nhwo", images[:, a : a + height, b : b + width], kernel[a, b]
+            )
+    return out
+
+
+def test_weight_norm_conv_and_its_mean_only_batch_norm_match_numpy():
+    rng = np.random.default_rng(0)
+    layer = WeightNormConv2D(4, 3, padding="valid")
+    layer.build((None, 6, 6, 2))
+    scale, bias = rng.uniform(0.5, 2.0, 4), rng.normal(size=4)
+    layer.scale.assign(scale.astype("float32"))
+    layer.bias.assign(bias.astype("float32"))
+    v = keras.ops.convert_to_numpy(layer.kernel).astype(np.float64)
+    kernel = v * scale / np.sqrt((v**2).sum(axis=(0, 1, 2)))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.normalized_kernel()), kernel, rtol=1e-5
+    )
+
+    moving = np.zeros(4)
+    for seed in (1, 2):
+        images = np.random.default_rng(seed).normal(1.0, 1.0, (5, 6, 6, 2)).astype("float32")
+        products = numpy_valid_conv(images.astype(np.float64), kernel)
+        batch_mean = products.mean(axis=(0, 1, 2))
+        outputs = keras.ops.convert_to_numpy(layer(images, training=True))
+        np.testing.assert_allclose(outputs, products - batch_mean + bias, rtol=1e-4, atol=1e-4)
+        moving = 0.999 * moving + 0.001 * batch_mean  # PyTorch momentum 0.001
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer.moving_mean), moving, rtol=1e-4, atol=1e-7
+        )
+    inference = keras.ops.convert_to_numpy(layer(images, training=False))
+    np.testing.assert_allclose(inference, products - moving + bias, rtol=1e-4, atol=1e-4)
+
+
+def test_data_dependent_init_gives_zero_mean_unit_variance_pre_activations():
+    model = conv_large_wn(num_classes=7, width=0.125, dropout=0.0)
+    images = np.random.default_rng(3).normal(0.5, 2.0, (24, 32, 32, 3)).astype("float32")
+    assert initialize_from_data(model, images) == 10
+    layers = [layer for layer in model.layers if isinstance(layer, WeightNormMeanOnlyBN)]
+    probe = keras.Model(model.input, [layer.output for layer in layers])
+    for layer, output in zip(layers, probe(images, training=False)):
+        output = keras.ops.convert_to_numpy(output)
+        axes = tuple(range(output.ndim - 1))
+        expected_std = 0.1 if layer.name == "logits" else 1.0
+        np.testing.assert_allclose(output.mean(axis=axes), 0.0, atol=1e-4 * expected_std + 1e-5)
+        np.testing.assert_allclose(output.std(axis=axes), expected_std, rtol=1e-3)
+    # Models without weight-normalized layers are left alone.
+    assert initialize_from_data(conv_large(width=0.125), images) == 0
+
+
+def test_conv_large_wn_round_trips_through_a_keras_file(tmp_path):
+    model = conv_large_wn(num_classes=3, width=0.125)
+    images = np.random.default_rng(4).normal(size=(4, 32, 32, 3)).astype("float32")
+    initialize_from_data(model, images)
+    model.save(tmp_path / "wn.keras")
+    restored = keras.models.load_model(tmp_path / "wn.keras")
+    for original, loaded in zip(model(images), restored(images)):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(loaded), keras.ops.convert_to_numpy(original)
+        )

@@ -3,8 +3,10 @@
 import json
 
 import numpy as np
+import pytest
 
 from lcmt_tf.config import TrainConfig
+from lcmt_tf.errors import UserInputError
 from lcmt_tf.train import run
 
 
@@ -30,3 +32,105 @@ def test_six_epochs_of_mt_plus_lc_on_digits(tmp_path):
         assert (tmp_path / "run" / name).exists(), name
     with np.load(tmp_path / "run" / "training_state.npz") as state:
         assert int(state["next_epoch"]) == 6
+
+
+# (settings, message): every mistake run() refuses before it writes anything.
+BAD_SETTINGS = [
+    (dict(lc_epsilon=0), "--lc_epsilon must be > 0"),
+    (dict(lc_weight=-1), "--lc_weight must be >= 0 (0 = plain Mean Teacher)"),
+    (dict(consistency_weight=-1), "--consistency_weight must be >= 0"),
+    (dict(ema_decay=1), "--ema_decay must be in [0, 1)"),
+    (dict(labeled_batch_size=0), "--labeled_batch_size and --unlabeled_batch_size must be >= 1"),
+    (
+        dict(epochs=10, lc_weight=1, lc_start_epoch=20),
+        "--lc_start_epoch=20 is not before --epochs=10: Local Clustering would never run; "
+        "lower it or set --lc_weight=0",
+    ),
+    (dict(weight_decay_mode="l2"), "--weight_decay_mode must be coupled or decoupled, not 'l2'"),
+    (
+        dict(model="resnet"),
+        "--model must be one of conv_large, conv_large_wn, digits_net, not 'resnet'",
+    ),
+    (dict(steps_per_execution=0), "--steps_per_execution must be >= 1"),
+    (
+        dict(num_labels=55),
+        "--num_labels=55 is not divisible by the 10 classes; use a multiple of 10",
+    ),
+    (
+        dict(num_labels=5000),
+        "--num_labels=5000 needs 500 labeled images of class 0 plus unlabeled ones, "
+        "but it has 134 images",
+    ),
+    (
+        dict(model="conv_large_wn"),
+        "conv_large_wn needs images of at least 12x12, digits has 8x8; use --model=digits_net",
+    ),
+    (dict(dataset="imagenet"), "--dataset='imagenet' is not a known source"),
+    (
+        dict(dataset="npz:/no/such/file.npz"),
+        "--dataset=npz:/no/such/file.npz: /no/such/file.npz does not exist",
+    ),
+    (dict(dataset="npz:{broken}"), "cannot read {broken} as a .npz archive"),
+    (dict(dataset="npz:{labels}", num_labels=4), "npz:{labels}: train label -1 is outside 0..3"),
+    (
+        dict(dataset="folder:{corrupt}"),
+        "cannot read image {corrupt}/train/b/1.png: corrupt or truncated",
+    ),
+    (
+        dict(dataset="folder:{shapes}"),
+        "images of different shapes: {shapes}/train/b/2.png is (9, 8, 3)",
+    ),
+]
+
+
+@pytest.mark.parametrize("settings,message", BAD_SETTINGS, ids=[str(s) for s, _ in BAD_SETTINGS])
+def test_run_refuses_bad_settings_before_writing_anything(settings, message, bad_inputs, tmp_path):
+    settings = {k: v.format(**bad_inputs) if isinstance(v, str) else v for k, v in settings.items()}
+    config = TrainConfig(**{"epochs": 1, "model_dir": str(tmp_path / "run"), **settings})
+    with pytest.raises(UserInputError) as error:
+        run(config)
+    assert str(error.value).startswith(message.format(**bad_inputs)), str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.tensorflow_only
+def test_missing_tfds_data_is_refused_with_how_to_provide_it(bad_inputs, tmp_path):
+    config = TrainConfig(
+        dataset="cifar10", data_dir=str(bad_inputs["tmp"]), model_dir=str(tmp_path / "run")
+    )
+    with pytest.raises(UserInputError, match="cifar10 is not available in .*; download it where"):
+        run(config)
+    assert not (tmp_path / "run").exists()
+
+
+def quick(model_dir, **settings) -> TrainConfig:
+    return TrainConfig(
+        dataset="digits", width=0.25, epochs=1, verbose=0, model_dir=str(model_dir), **settings
+    )
+
+
+def test_a_run_directory_with_another_configuration_is_refused_unless_overwrite(tmp_path):
+    model_dir = tmp_path / "run"
+    run(quick(model_dir))
+    before = {path.name: path.stat().st_mtime_ns for path in model_dir.iterdir()}
+    with pytest.raises(UserInputError) as error:
+        run(quick(model_dir, lr=0.1))
+    assert str(error.value) == (
+        f"--model_dir={model_dir} holds a run with a different configuration (lr: 0.05 -> 0.1); "
+        "use another --model_dir, or --overwrite to replace it"
+    )
+    assert {path.name: path.stat().st_mtime_ns for path in model_dir.iterdir()} == before
+    replaced = run(quick(model_dir, lr=0.1, overwrite=True))
+    assert replaced["config"]["lr"] == 0.1 and replaced["resumed_from_epoch"] == 0
+
+
+def test_rerunning_a_finished_run_changes_nothing(tmp_path):
+    model_dir = tmp_path / "run"
+    run(quick(model_dir))
+    with np.load(model_dir / "training_state.npz") as archive:
+        before = {key: archive[key] for key in archive.files}
+    again = run(quick(model_dir))
+    assert again["resumed_from_epoch"] == 1 and again["epochs_run"] == 1
+    with np.load(model_dir / "training_state.npz") as archive:
+        for key in archive.files:
+            np.testing.assert_array_equal(archive[key], before[key])

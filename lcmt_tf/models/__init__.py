@@ -6,7 +6,9 @@ representation z = g(x) on which Local Clustering acts, and h(z). `MODELS` maps 
 imports no deep-learning backend until a network is built, so configuration checks
 stay light.
 
-    convnet.py    conv_large (the 13-layer ConvNet) and digits_net, batch-normalized
+    convnet.py      conv_large (the 13-layer ConvNet) and digits_net, batch-normalized
+    convnet_wn.py   conv_large_wn, the authors' variant: weight norm + mean-only batch
+                    norm, initialized from the data (`initialize_from_data`)
 """
 
 from __future__ import annotations
@@ -32,11 +34,17 @@ class ModelSpec:
 MODELS = {
     # Two 2x2 poolings, then a 3x3 'valid' convolution: 12 -> 6 -> 3 -> 1 pixel.
     "conv_large": ModelSpec("lcmt_tf.models.convnet", "conv_large", min_image_size=12),
+    "conv_large_wn": ModelSpec("lcmt_tf.models.convnet_wn", "conv_large_wn", min_image_size=12),
     # One 2x2 pooling.
     "digits_net": ModelSpec("lcmt_tf.models.convnet", "digits_net", min_image_size=2),
 }
 
-_EXPORTS = {"conv_large": "lcmt_tf.models.convnet", "digits_net": "lcmt_tf.models.convnet"}
+_EXPORTS = {
+    "conv_large": "lcmt_tf.models.convnet",
+    "digits_net": "lcmt_tf.models.convnet",
+    "conv_large_wn": "lcmt_tf.models.convnet_wn",
+    "initialize_from_data": "lcmt_tf.models.convnet_wn",
+}
 
 
 def __getattr__(name):

@@ -15,22 +15,36 @@ _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-5
 
 
-def _conv_bn_lrelu(x, filters: int, kernel_size: int, padding: str, name: str):
+def conv_bn_lrelu(x, filters: int, kernel_size: int, padding: str, name: str):
+    """Convolution (no bias) -> batch normalization -> LeakyReLU(0.1)."""
     x = layers.Conv2D(filters, kernel_size, padding=padding, use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
     return layers.LeakyReLU(negative_slope=0.1, name=f"{name}_lrelu")(x)
 
 
-def _scaled(channels: int, width: float) -> int:
+def scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
-def _stage(x, count: int, channels: int, width: float, dropout: float, name: str):
-    """count x conv3x3 (same) -> max-pool 2 -> dropout."""
+def stage(
+    x, count: int, channels: int, width: float, dropout: float, name: str, block=conv_bn_lrelu
+):
+    """count x block(3x3, same) -> max-pool 2 -> dropout."""
     for index in range(count):
-        x = _conv_bn_lrelu(x, _scaled(channels, width), 3, "same", f"{name}_{index}")
+        x = block(x, scaled(channels, width), 3, "same", f"{name}_{index}")
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     return layers.Dropout(dropout, name=f"{name}_dropout")(x)
+
+
+def conv_large_features(inputs, width: float, dropout: float, block=conv_bn_lrelu):
+    """The 13-layer ConvNet's feature extractor g: images -> z, with `block` as each
+    convolution layer (convolution, normalization, LeakyReLU)."""
+    x = stage(inputs, 3, 128, width, dropout, "block1", block)
+    x = stage(x, 3, 256, width, dropout, "block2", block)
+    x = block(x, scaled(512, width), 3, "valid", "block3_0")
+    x = block(x, scaled(256, width), 1, "valid", "block3_1")
+    x = block(x, scaled(128, width), 1, "valid", "block3_2")
+    return layers.GlobalAveragePooling2D(name="features")(x)
 
 
 def conv_large(
@@ -49,12 +63,7 @@ def conv_large(
     scales every channel count.
     """
     inputs = keras.Input(shape=input_shape, name="images")
-    x = _stage(inputs, 3, 128, width, dropout, "block1")
-    x = _stage(x, 3, 256, width, dropout, "block2")
-    x = _conv_bn_lrelu(x, _scaled(512, width), 3, "valid", "block3_0")
-    x = _conv_bn_lrelu(x, _scaled(256, width), 1, "valid", "block3_1")
-    x = _conv_bn_lrelu(x, _scaled(128, width), 1, "valid", "block3_2")
-    features = layers.GlobalAveragePooling2D(name="features")(x)
+    features = conv_large_features(inputs, width, dropout)
     logits = layers.Dense(num_classes, name="logits")(features)
     return keras.Model(inputs, [features, logits], name=name)
 
@@ -72,10 +81,10 @@ def digits_net(
     global average pool = z (64-d at width 1) -> dense(num_classes).
     """
     inputs = keras.Input(shape=input_shape, name="images")
-    x = _stage(inputs, 2, 32, width, dropout, "block1")
+    x = stage(inputs, 2, 32, width, dropout, "block1")
     for index in range(2):
-        x = _conv_bn_lrelu(x, _scaled(64, width), 3, "same", f"block2_{index}")
-    x = _conv_bn_lrelu(x, _scaled(64, width), 1, "valid", "block2_2")
+        x = conv_bn_lrelu(x, scaled(64, width), 3, "same", f"block2_{index}")
+    x = conv_bn_lrelu(x, scaled(64, width), 1, "valid", "block2_2")
     features = layers.GlobalAveragePooling2D(name="features")(x)
     logits = layers.Dense(num_classes, name="logits")(features)
     return keras.Model(inputs, [features, logits], name=name)
