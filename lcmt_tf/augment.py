@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from lcmt_tf.config import TRANSLATE_PADDINGS
+
 
 def _select_shift(padded, offsets, size: int, axis: int, num_offsets: int):
     """Crop `size` pixels along `axis` of each image, starting at its own offset.
@@ -30,22 +32,26 @@ def _select_shift(padded, offsets, size: int, axis: int, num_offsets: int):
     return result
 
 
-def random_translate(images, max_translation: int, seed):
+def random_translate(images, max_translation: int, seed, padding: str = "reflect"):
     """Translate each image by integers dy, dx drawn uniformly from
     [-max_translation, max_translation], filling the border by reflection
-    (d c b | a b c d | c b a), as the Mean Teacher code's RandomTranslateWithReflect.
+    (d c b | a b c d | c b a, as the Mean Teacher code's RandomTranslateWithReflect) or
+    with zeros (as torchvision's RandomCrop(size, padding=max_translation), which the
+    LC authors use on raw images: black borders).
 
     Args:
         images: (B, H, W, C) float tensor.
         max_translation: pixels; 0 returns the images unchanged.
         seed: a `keras.random.SeedGenerator`.
+        padding: "reflect" or "zero".
     """
     if max_translation <= 0:
         return images
     batch_size = ops.shape(images)[0]
     height, width = images.shape[1], images.shape[2]
     pad = max_translation
-    padded = ops.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="reflect")
+    mode = {"reflect": "reflect", "zero": "constant"}[padding]
+    padded = ops.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode=mode)
     num_offsets = 2 * pad + 1
     row_offsets = keras.random.randint((batch_size,), 0, num_offsets, seed=seed)
     column_offsets = keras.random.randint((batch_size,), 0, num_offsets, seed=seed)
@@ -64,9 +70,10 @@ def random_horizontal_flip(images, seed):
 class Augmentation(keras.layers.Layer):
     """uint8 images -> normalized float32 images, randomly augmented when training.
 
-    Normalization (always): (x / 255 - mean) / std per channel. Augmentation (only with
-    training=True), in this order: random translation with reflection padding, random
-    horizontal flip, additive Gaussian noise on the normalized image.
+    With training=True, in this order: random translation of the raw image (border by
+    reflection, or zero: black), random horizontal flip, normalization
+    (x / 255 - mean) / std per channel, additive Gaussian noise on the normalized
+    image. With training=False: normalization only.
     """
 
     def __init__(
@@ -77,9 +84,15 @@ class Augmentation(keras.layers.Layer):
         horizontal_flip: bool = False,
         noise_stddev: float = 0.0,
         seed: int | None = None,
+        translate_padding: str = "reflect",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if translate_padding not in TRANSLATE_PADDINGS:
+            raise ValueError(
+                f"translate_padding must be one of {TRANSLATE_PADDINGS}, not {translate_padding!r}"
+            )
+        self.translate_padding = translate_padding
         self.mean = tuple(float(value) for value in mean)
         self.std = tuple(float(value) for value in std)
         self.max_translation = int(max_translation)
@@ -89,14 +102,23 @@ class Augmentation(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed, name="augmentation_seed")
         self.built = True
 
-    def call(self, images, training=False):
+    def normalize(self, images):
+        """(x / 255 - mean) / std per channel, in float32."""
         images = ops.cast(images, "float32") / 255.0
-        images = (images - ops.array(self.mean, "float32")) / ops.array(self.std, "float32")
+        return (images - ops.array(self.mean, "float32")) / ops.array(self.std, "float32")
+
+    def call(self, images, training=False):
         if not training:
-            return images
-        images = random_translate(images, self.max_translation, self.seed_generator)
+            return self.normalize(images)
+        # Translation and flip select pixels exactly, so they commute with the per-pixel
+        # normalization; on the raw image a zero border is black, as in the authors' code.
+        images = ops.cast(images, "float32")
+        images = random_translate(
+            images, self.max_translation, self.seed_generator, self.translate_padding
+        )
         if self.horizontal_flip:
             images = random_horizontal_flip(images, self.seed_generator)
+        images = self.normalize(images)
         if self.noise_stddev > 0:
             images = images + self.noise_stddev * keras.random.normal(
                 ops.shape(images), seed=self.seed_generator
@@ -115,4 +137,5 @@ class Augmentation(keras.layers.Layer):
             "horizontal_flip": self.horizontal_flip,
             "noise_stddev": self.noise_stddev,
             "seed": self.seed,
+            "translate_padding": self.translate_padding,
         }

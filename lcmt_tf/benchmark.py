@@ -37,6 +37,7 @@ POOL_SIZE, POOL_LABELED = 4096, 400
 def benchmark_config(
     mode: str,
     model: str = "conv_large",
+    forward_passes: str = "joint",
     width: float = 1.0,
     mixed_precision: str = "",
     jit_compile: bool = False,
@@ -47,6 +48,7 @@ def benchmark_config(
     return TrainConfig(
         dataset="cifar10",
         model=model,
+        forward_passes=forward_passes,
         width=width,
         hflip=True,
         translate=2,
@@ -183,6 +185,7 @@ def time_configuration(
         "backend": keras.backend.backend(),
         "device": device_name(),
         "model": config.model,
+        "forward_passes": config.forward_passes,
         "width": config.width,
         "mixed_precision": config.mixed_precision or "float32",
         "jit_compile": bool(model.jit_compile),  # what ran: JAX always compiles
@@ -215,14 +218,15 @@ def add_lc_overhead(records: list[dict]) -> list[dict]:
 
 def markdown_table(records: list[dict]) -> str:
     lines = [
-        "| mode | input | backend | model | width | precision | jit | ms/step | images/s "
+        "| mode | input | backend | model, passes | width | precision | jit | ms/step | images/s "
         "| GFLOP/s | LC overhead | peak MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         overhead = f"{r['lc_overhead_pct']:+.1f}%" if r["lc_overhead_pct"] is not None else ""
         lines.append(
-            f"| {r['mode']} | {r['input']} | {r['backend']} | {r['model']} | {r['width']} "
+            f"| {r['mode']} | {r['input']} | {r['backend']} | {r['model']}, {r['forward_passes']} "
+            f"| {r['width']} "
             f"| {r['mixed_precision']} | {r['jit_compile']} | {r['step_time_ms']} "
             f"| {r['images_per_s']} | {r['achieved_flop_per_s'] / 1e9:.1f} | {overhead} "
             f"| {r['peak_memory_mb']} |"

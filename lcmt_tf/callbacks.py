@@ -1,16 +1,23 @@
-"""Keras callbacks that drive the schedules of Mean Teacher + Local Clustering.
+"""Keras callbacks of a Mean Teacher + Local Clustering run, one job each.
 
-Each one owns one schedule, sets a backend variable of the model at the start of
-every epoch (so the compiled step is never retraced) and puts the value it set into
-the epoch's logs, where TensorBoard and the progress bar pick it up.
+The schedules (ConsistencyRampup, LocalClusteringSchedule, linear_lr_decay) set a
+backend variable of the model at the start of every epoch, so the compiled step is
+never retraced; the step reports the values it used. PeriodicEvaluation,
+NonFiniteLossGuard and CollapseMonitor watch the run; HistoryCSV writes its epochs.
+
+Callbacks whose state must survive a resume have `get_state()` and `set_state()`
+(dicts of numbers), which `lcmt_tf.checkpoint` saves with the training state.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
+import os
 
 import keras
+import numpy as np
 
 from lcmt_tf.mean_teacher import errors_from_accuracies
 from lcmt_tf.schedules import linear_decay, sigmoid_rampup
@@ -32,17 +39,36 @@ class ConsistencyRampup(keras.callbacks.Callback):
 
 class LocalClusteringSchedule(keras.callbacks.Callback):
     """lambda2 = 0 before start_epoch, then
-    max_weight * sigmoid_rampup(epoch - start_epoch, rampup_epochs).
+    max_weight * sigmoid_rampup(epoch - start_epoch, rampup_epochs); and epsilon.
 
-    Also sets epsilon (constant, but a variable so a user schedule can change it).
+    Epsilon is `epsilon`, or with `epsilon_quantile` = q (an extension, not in the
+    paper) the q-quantile of the pair distances LC's mask acts on, measured once at
+    the start epoch on `distance_batches` (the first `measure_batches` batches of that
+    epoch, through the current student as the training step runs it) and kept for the
+    rest of the run, resumes included.
     """
 
-    def __init__(self, max_weight: float, start_epoch: int, rampup_epochs: float, epsilon: float):
+    def __init__(
+        self,
+        max_weight: float,
+        start_epoch: int,
+        rampup_epochs: float,
+        epsilon: float,
+        epsilon_quantile: float = 0.0,
+        distance_batches=None,
+        measure_batches: int = 4,
+    ):
         super().__init__()
+        if epsilon_quantile and distance_batches is None:
+            raise ValueError("epsilon_quantile needs distance_batches to measure on")
         self.max_weight = float(max_weight)
         self.start_epoch = int(start_epoch)
         self.rampup_epochs = float(rampup_epochs)
         self.epsilon = float(epsilon)
+        self.epsilon_quantile = float(epsilon_quantile)
+        self.distance_batches = distance_batches
+        self.measure_batches = int(measure_batches)
+        self.epsilon_measured_at: int | None = None  # epoch (0-based) of the measurement
         self.current = 0.0
 
     def weight_at(self, epoch: int) -> float:
@@ -51,9 +77,48 @@ class LocalClusteringSchedule(keras.callbacks.Callback):
         return self.max_weight * sigmoid_rampup(epoch - self.start_epoch, self.rampup_epochs)
 
     def on_epoch_begin(self, epoch, logs=None):
+        measure = self.epsilon_quantile and self.epsilon_measured_at is None
+        if measure and epoch >= self.start_epoch:
+            count = min(self.measure_batches, len(self.distance_batches))
+            distances = measure_lc_distances(
+                self.model, [self.distance_batches[step] for step in range(count)]
+            )
+            self.epsilon = float(np.quantile(distances, self.epsilon_quantile))
+            self.epsilon_measured_at = epoch
+            logging.info(
+                "Local Clustering epsilon = %.6g: the %g-quantile of %d pair distances "
+                "at epoch %d.",
+                self.epsilon,
+                self.epsilon_quantile,
+                distances.size,
+                epoch + 1,
+            )
         self.current = self.weight_at(epoch)
         self.model.lc_weight.assign(self.current)
         self.model.lc_epsilon.assign(self.epsilon)
+
+    def get_state(self) -> dict[str, float]:
+        measured = -1 if self.epsilon_measured_at is None else self.epsilon_measured_at
+        return {"epsilon": self.epsilon, "epsilon_measured_at": measured}
+
+    def set_state(self, state: dict[str, float]) -> None:
+        measured = int(state["epsilon_measured_at"])
+        if measured >= 0:
+            self.epsilon, self.epsilon_measured_at = float(state["epsilon"]), measured
+
+
+def measure_lc_distances(model, batches) -> np.ndarray:
+    """All pair distances LC's mask would act on over `batches` (MeanTeacher batch
+    dicts), as the training step computes them; the model's non-trainable state
+    (batch-norm statistics, random generators) is restored afterwards."""
+    saved = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    try:
+        return np.concatenate(
+            [keras.ops.convert_to_numpy(model.lc_pair_distances(batch)) for batch in batches]
+        )
+    finally:
+        for variable, value in zip(model.non_trainable_variables, saved):
+            variable.assign(value)
 
 
 def linear_lr_decay(base_lr: float, decay_start: float, decay_end: float):
@@ -68,7 +133,10 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     """Evaluates on held-out data every `every` epochs and after the last one, adding
     `student_test_error` and `teacher_test_error` (percent) to the epoch's logs.
 
-    Put it before TensorBoard in the callback list so that the errors are logged.
+    It also keeps the lowest teacher error over its evaluations and its epoch
+    (1-based): selection on the test set, as the authors' code reports, never the
+    run's result. Put it before TensorBoard in the callback list so that the errors
+    are logged.
     """
 
     def __init__(self, test_data, every: int, total_epochs: int):
@@ -77,14 +145,33 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         self.every = int(every)
         self.total_epochs = int(total_epochs)
         self.last_result: dict[str, float] | None = None
+        self.best_teacher_error: float | None = None
+        self.best_epoch: int | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every and epoch + 1 != self.total_epochs:
             return
         result = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
-        self.last_result = errors_from_accuracies(result)
+        self.record(errors_from_accuracies(result), epoch + 1)
         if logs is not None:
             logs.update(self.last_result)
+
+    def record(self, errors: dict[str, float], epoch: int) -> None:
+        """Notes an evaluation after `epoch` (1-based) epochs."""
+        self.last_result = errors
+        teacher_error = errors["teacher_test_error"]
+        if self.best_teacher_error is None or teacher_error < self.best_teacher_error:
+            self.best_teacher_error, self.best_epoch = teacher_error, epoch
+
+    def get_state(self) -> dict[str, float]:
+        if self.best_teacher_error is None:
+            return {}
+        return {"best_teacher_error": self.best_teacher_error, "best_epoch": self.best_epoch}
+
+    def set_state(self, state: dict[str, float]) -> None:
+        if state:
+            self.best_teacher_error = float(state["best_teacher_error"])
+            self.best_epoch = int(state["best_epoch"])
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
@@ -132,6 +219,12 @@ class CollapseMonitor(keras.callbacks.Callback):
         self.reference_spread = 0.0
         self.stop_reason: str | None = None
 
+    def get_state(self) -> dict[str, float]:
+        return {"reference_spread": self.reference_spread}
+
+    def set_state(self, state: dict[str, float]) -> None:
+        self.reference_spread = float(state["reference_spread"])
+
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or "feature_spread" not in logs:
             return
@@ -153,3 +246,53 @@ class CollapseMonitor(keras.callbacks.Callback):
         if self.stop:
             self.stop_reason = message
             self.model.stop_training = True
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """Appends a row per epoch to a CSV file: `epoch` (1-based) and every value in the
+    epoch's logs, in sorted columns fixed by the first row (plus `extra_columns`, for
+    values that not every epoch logs); a missing value is left empty.
+
+    On a resume it first drops the rows of epochs the run will train again (a run
+    killed after writing its row but before saving its checkpoint), so that every
+    epoch appears once. Put it after the callbacks that add to the logs.
+    """
+
+    def __init__(self, path: str, extra_columns: tuple[str, ...] = ()):
+        super().__init__()
+        self.path = path
+        self.extra_columns = tuple(extra_columns)
+        self.columns: list[str] | None = None
+
+    def on_train_begin(self, logs=None):
+        self.columns = None
+        self._first_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+            self._keep_rows_before(epoch + 1)
+
+    def _keep_rows_before(self, epoch: int) -> None:
+        if not os.path.exists(self.path):
+            return
+        with open(self.path, newline="") as file:
+            rows = list(csv.reader(file))
+        if not rows:
+            return
+        self.columns = rows[0]
+        kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < epoch]
+        with open(self.path, "w", newline="") as file:
+            csv.writer(file).writerows(kept)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        new_file = self.columns is None
+        if new_file:
+            self.columns = ["epoch", *sorted(set(logs) | set(self.extra_columns))]
+        values = {**{key: repr(float(value)) for key, value in logs.items()}, "epoch": epoch + 1}
+        with open(self.path, "a", newline="") as file:
+            writer = csv.writer(file)
+            if new_file:
+                writer.writerow(self.columns)
+            writer.writerow([values.get(column, "") for column in self.columns])

@@ -48,13 +48,21 @@ def _state_variables(model: keras.Model) -> list:
     return [*model.variables, *model.optimizer.variables]
 
 
-def save_training_state(model: keras.Model, path: str, epoch: int) -> None:
-    """Saves every model and optimizer variable and the next epoch to `path` (.npz)."""
+def _callback_key(callback, name: str) -> str:
+    return f"callback/{type(callback).__name__}/{name}"
+
+
+def save_training_state(model: keras.Model, path: str, epoch: int, callbacks=()) -> None:
+    """Saves every model and optimizer variable, the next epoch and the state of the
+    `callbacks` (their `get_state()`) to `path` (.npz)."""
     arrays = {
         f"v{index:05d}": keras.ops.convert_to_numpy(variable)
         for index, variable in enumerate(_state_variables(model))
     }
     arrays["next_epoch"] = np.array(epoch)
+    for callback in callbacks:
+        for name, value in callback.get_state().items():
+            arrays[_callback_key(callback, name)] = np.asarray(value)
 
     def write(temporary):
         with open(temporary, "wb") as file:
@@ -63,30 +71,42 @@ def save_training_state(model: keras.Model, path: str, epoch: int) -> None:
     atomic_write(path, write)
 
 
-def load_training_state(model: keras.Model, path: str) -> int:
-    """Restores what save_training_state wrote; returns the epoch to continue at."""
+def load_training_state(model: keras.Model, path: str, callbacks=()) -> int:
+    """Restores what save_training_state wrote (the callbacks' states through their
+    `set_state()`); returns the epoch to continue at."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     variables = _state_variables(model)
     with np.load(path) as archive:
-        saved = len(archive.files) - 1
+        saved = sum(1 for key in archive.files if key.startswith("v"))
         if saved != len(variables):
             raise ValueError(f"{path} holds {saved} variables, the model has {len(variables)}")
         for index, variable in enumerate(variables):
             variable.assign(archive[f"v{index:05d}"])
+        for callback in callbacks:
+            prefix = _callback_key(callback, "")
+            callback.set_state(
+                {
+                    key[len(prefix) :]: archive[key]
+                    for key in archive.files
+                    if key.startswith(prefix)
+                }
+            )
         return int(archive["next_epoch"])
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
-    """Saves the full training state at the end of every epoch that ended well.
+    """Saves the full training state at the end of every epoch that ended well, with
+    the state of `callbacks` (those with get_state/set_state).
 
     An epoch cut short by another callback (a NaN loss, a collapse) is not saved, so
     the file always holds the last good state.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, callbacks=()):
         super().__init__()
         self.path = path
+        self.callbacks = list(callbacks)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training:
@@ -94,4 +114,4 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
             return
-        save_training_state(self.model, self.path, epoch + 1)
+        save_training_state(self.model, self.path, epoch + 1, self.callbacks)

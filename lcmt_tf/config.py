@@ -19,9 +19,19 @@ if TYPE_CHECKING:
 
 MIXED_PRECISION = ("", "bfloat16", "float16")
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
+FORWARD_PASSES = ("joint", "separate")
+TRANSLATE_PADDINGS = ("reflect", "zero")
 
-# Fields that may differ when a run is resumed: they do not change what is computed.
-RESUMABLE_DIFFERENCES = ("data_dir", "download", "overwrite", "verbose", "steps_per_execution")
+# Fields that may differ when a run is resumed: they do not change what is computed (a run
+# directory may be moved, or named by another path).
+RESUMABLE_DIFFERENCES = (
+    "data_dir",
+    "download",
+    "model_dir",
+    "overwrite",
+    "verbose",
+    "steps_per_execution",
+)
 
 
 def setting(default: Any, help_text: str) -> Any:
@@ -45,12 +55,22 @@ class TrainConfig:
         128, "unlabeled images per step (an epoch = one pass over them)"
     )
     # augmentation
-    translate: int = setting(2, "random translation, pixels (reflection padding)")
+    translate: int = setting(2, "random translation, pixels")
+    translate_padding: str = setting(
+        "reflect",
+        "border of a translated image: reflect (the Mean Teacher code) or zero (black, as the "
+        "LC authors' RandomCrop)",
+    )
     hflip: bool = setting(False, "random horizontal flips")
     input_noise: float = setting(0.0, "std of Gaussian noise added to normalized images")
     # model
     model: str = setting("digits_net", f"network: {', '.join(MODELS)}")
     width: float = setting(1.0, "channel-count multiplier of the network")
+    forward_passes: str = setting(
+        "joint",
+        "joint: each network runs once over labeled and unlabeled images together; separate: "
+        "once per group, as the authors' code (batch statistics per group)",
+    )
     # optimization
     seed: int = setting(0, "seed of initialization, augmentation, dropout and batch order")
     epochs: int = setting(100, "total epochs")
@@ -79,6 +99,12 @@ class TrainConfig:
     lc_rampup_epochs: int = setting(0, "sigmoid ramp-up length of lambda2, epochs")
     lc_epsilon: float = setting(
         1.0, "LC neighborhood radius epsilon (mean squared feature distance)"
+    )
+    lc_epsilon_quantile: float = setting(
+        0.0,
+        "extension, not in the paper: with q in (0, 1), epsilon is set at --lc_start_epoch "
+        "to the q-quantile of the LC pair distances measured on the current model, and "
+        "kept; 0 = use --lc_epsilon",
     )
     # running
     eval_every: int = setting(5, "evaluate on the test set every N epochs (and at the end)")
@@ -123,6 +149,14 @@ class TrainConfig:
             "--labeled_batch_size and --unlabeled_batch_size must be >= 1",
         )
         _check(self.translate >= 0, "--translate must be >= 0 pixels")
+        _check(
+            self.translate_padding in TRANSLATE_PADDINGS,
+            f"--translate_padding must be reflect or zero, not {self.translate_padding!r}",
+        )
+        _check(
+            self.forward_passes in FORWARD_PASSES,
+            f"--forward_passes must be joint or separate, not {self.forward_passes!r}",
+        )
         _check(self.input_noise >= 0, "--input_noise must be >= 0")
         _check(
             self.model in MODELS,
@@ -148,6 +182,10 @@ class TrainConfig:
         _check(self.lc_start_epoch >= 0, "--lc_start_epoch must be >= 0")
         _check(self.lc_rampup_epochs >= 0, "--lc_rampup_epochs must be >= 0")
         _check(self.lc_epsilon > 0, "--lc_epsilon must be > 0")
+        _check(
+            0 <= self.lc_epsilon_quantile < 1,
+            "--lc_epsilon_quantile must be in [0, 1) (0 = use --lc_epsilon)",
+        )
         _check(
             self.lc_weight == 0 or self.lc_start_epoch < self.epochs,
             f"--lc_start_epoch={self.lc_start_epoch} is not before --epochs={self.epochs}: "

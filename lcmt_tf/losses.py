@@ -41,6 +41,26 @@ def _neighbor_term(distances, epsilon):
     return term, neighbor_count
 
 
+def lc_distances(z_labeled, z_unlabeled):
+    """The pairs Local Clustering acts on, eq. (4): (labeled-unlabeled distances
+    (n_l, n_u), unlabeled-unlabeled distances (n_u, n_u), the i = j pairs included)."""
+    return (
+        pairwise_mean_squared_distance(z_labeled, z_unlabeled),
+        pairwise_mean_squared_distance(z_unlabeled, z_unlabeled),
+    )
+
+
+def local_clustering_of_distances(distances, epsilon):
+    """`local_clustering` on the blocks `lc_distances` returns."""
+    epsilon = ops.cast(epsilon, "float32")
+    labeled_unlabeled, unlabeled_unlabeled = distances
+    term_lu, count_lu = _neighbor_term(labeled_unlabeled, epsilon)
+    term_uu, count_uu = _neighbor_term(unlabeled_unlabeled, epsilon)
+    total_pairs = ops.cast(ops.size(labeled_unlabeled) + ops.size(unlabeled_unlabeled), "float32")
+    neighbor_fraction = ops.stop_gradient((count_lu + count_uu) / total_pairs)
+    return term_lu + term_uu, neighbor_fraction
+
+
 def local_clustering(z_labeled, z_unlabeled, epsilon):
     """Local Clustering loss and the share of pairs within epsilon.
 
@@ -54,14 +74,15 @@ def local_clustering(z_labeled, z_unlabeled, epsilon):
         the U-U block includes the i = j pairs; neighbor_fraction = neighbor pairs /
         all pairs over those two blocks (labeled-labeled pairs are not used).
     """
-    epsilon = ops.cast(epsilon, "float32")
-    labeled_unlabeled = pairwise_mean_squared_distance(z_labeled, z_unlabeled)
-    unlabeled_unlabeled = pairwise_mean_squared_distance(z_unlabeled, z_unlabeled)
-    term_lu, count_lu = _neighbor_term(labeled_unlabeled, epsilon)
-    term_uu, count_uu = _neighbor_term(unlabeled_unlabeled, epsilon)
-    total_pairs = ops.cast(ops.size(labeled_unlabeled) + ops.size(unlabeled_unlabeled), "float32")
-    neighbor_fraction = ops.stop_gradient((count_lu + count_uu) / total_pairs)
-    return term_lu + term_uu, neighbor_fraction
+    return local_clustering_of_distances(lc_distances(z_labeled, z_unlabeled), epsilon)
+
+
+def distance_quantiles(distances, quantiles):
+    """Quantiles (NumPy's linear interpolation) of the distances of every pair in the
+    blocks `lc_distances` returns: the distribution the neighbor mask d <= epsilon
+    acts on. No gradient."""
+    flat = ops.concatenate([ops.reshape(block, (-1,)) for block in distances])
+    return ops.quantile(ops.stop_gradient(flat), quantiles)
 
 
 def local_clustering_loss(z_labeled, z_unlabeled, epsilon):

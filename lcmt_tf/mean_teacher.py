@@ -25,7 +25,14 @@ import keras
 from keras import ops
 
 from lcmt_tf.augment import Augmentation
-from lcmt_tf.losses import feature_spread, local_clustering, softmax_mse
+from lcmt_tf.config import FORWARD_PASSES
+from lcmt_tf.losses import (
+    distance_quantiles,
+    feature_spread,
+    lc_distances,
+    local_clustering_of_distances,
+    softmax_mse,
+)
 from lcmt_tf.steps import BackendSteps
 
 BATCH_KEYS = ("labeled_images", "labels", "unlabeled_images")
@@ -44,6 +51,10 @@ LOSS_TERMS = (
     "consistency_weight",
     "lc_weight",
 )
+# Reported too when Local Clustering is computed: epsilon, and quantiles of the pair
+# distances its mask d <= epsilon acts on (lc_distance_p10 = 10 % quantile, ...).
+LC_DISTANCE_QUANTILES = {"lc_distance_p10": 0.1, "lc_distance_p50": 0.5, "lc_distance_p90": 0.9}
+LC_TERMS = ("lc_epsilon", *LC_DISTANCE_QUANTILES)
 
 
 class LabeledLogits(NamedTuple):
@@ -76,7 +87,11 @@ class MeanTeacher(BackendSteps, keras.Model):
             and epsilon. They are backend variables (`self.consistency_weight`, ...)
             that callbacks assign during fit without retracing the compiled step.
         use_local_clustering: False skips the LC computation entirely (plain Mean
-            Teacher); lc and lc_neighbor_fraction are then reported as 0.
+            Teacher); lc and lc_neighbor_fraction are then reported as 0, and the
+            LC_TERMS not at all.
+        forward_passes: "joint" runs each network once over the labeled and unlabeled
+            images together; "separate" runs it once per group, as the authors' code
+            does, so that batch statistics are per group.
     """
 
     def __init__(
@@ -88,9 +103,15 @@ class MeanTeacher(BackendSteps, keras.Model):
         lc_weight: float = 0.0,
         lc_epsilon: float = 1.0,
         use_local_clustering: bool = True,
+        forward_passes: str = "joint",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if forward_passes not in FORWARD_PASSES:
+            raise ValueError(
+                f"forward_passes must be one of {FORWARD_PASSES}, not {forward_passes!r}"
+            )
+        self.forward_passes = forward_passes
         self.use_local_clustering = bool(use_local_clustering)
         self.student = student
         self.augmentation = augmentation
@@ -105,7 +126,8 @@ class MeanTeacher(BackendSteps, keras.Model):
         self.consistency_weight = self._scalar_variable(consistency_weight, "consistency_weight")
         self.lc_weight = self._scalar_variable(lc_weight, "lc_weight")
         self.lc_epsilon = self._scalar_variable(lc_epsilon, "lc_epsilon")
-        self._term_trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
+        logged = LOSS_TERMS + (LC_TERMS if self.use_local_clustering else ())
+        self._term_trackers = {name: keras.metrics.Mean(name=name) for name in logged}
         self.student_accuracy = keras.metrics.SparseCategoricalAccuracy(name="student_accuracy")
         self.teacher_accuracy = keras.metrics.SparseCategoricalAccuracy(name="teacher_accuracy")
         self._ema_positions = None
@@ -148,10 +170,48 @@ class MeanTeacher(BackendSteps, keras.Model):
             )
         return self._ema_positions
 
-    def moving_average(self, teacher_value, student_value):
-        """The EMA rule: alpha * teacher + (1 - alpha) * student."""
+    def moving_average(self, teacher_value, student_value, applied=None):
+        """The EMA rule: alpha * teacher + (1 - alpha) * student, or the teacher
+        unchanged where `applied` (see `step_applied`) is false."""
         alpha = self.ema_decay
-        return alpha * teacher_value + (1.0 - alpha) * student_value
+        average = alpha * teacher_value + (1.0 - alpha) * student_value
+        return average if applied is None else ops.where(applied, average, teacher_value)
+
+    def step_applied(self, gradients):
+        """Whether the optimizer applies these gradients: a scalar boolean under a
+        LossScaleOptimizer (float16), which skips steps with non-finite gradients and
+        lowers its scale; None (always) otherwise. The teacher skips with it."""
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            return self.optimizer.check_finite(gradients)
+        return None
+
+    def network_outputs(self, network, images, num_labeled, training=True):
+        """`[features, logits]` of `network` over a batch whose first `num_labeled`
+        images are the labeled ones: one pass, or one per group (forward_passes)."""
+        if self.forward_passes == "joint":
+            return network(images, training=training)
+        labeled = network(images[:num_labeled], training=training)
+        unlabeled = network(images[num_labeled:], training=training)
+        return [ops.concatenate([a, b], axis=0) for a, b in zip(labeled, unlabeled)]
+
+    def _joined_images(self, data):
+        labeled_images, _, unlabeled_images = (data[key] for key in BATCH_KEYS)
+        images = ops.concatenate(
+            [ops.cast(labeled_images, "float32"), ops.cast(unlabeled_images, "float32")],
+            axis=0,
+        )
+        return images, ops.shape(labeled_images)[0]
+
+    def lc_pair_distances(self, data):
+        """The distances LC's mask acts on for the batch dict `data`, as the training
+        step computes them (augmentation, student in training mode, forward_passes),
+        flattened; it updates batch-norm statistics and random states like a step."""
+        images, num_labeled = self._joined_images(data)
+        features, _ = self.network_outputs(
+            self.student, self.augmentation(images, training=True), num_labeled
+        )
+        blocks = lc_distances(features[:num_labeled], features[num_labeled:])
+        return ops.concatenate([ops.reshape(block, (-1,)) for block in blocks])
 
     def compute_losses(self, data):
         """One training forward pass over the batch dict `data`.
@@ -159,18 +219,17 @@ class MeanTeacher(BackendSteps, keras.Model):
         Returns:
             (loss, terms, labeled_logits): the scalar loss
             CE + lambda1 * consistency + lambda2 * LC; `terms`, a dict with a scalar for
-            every name in LOSS_TERMS; and the `LabeledLogits` for the accuracies.
+            every name in LOSS_TERMS (and LC_TERMS with Local Clustering); and the
+            `LabeledLogits` for the accuracies.
         """
-        labeled_images, labels, unlabeled_images = (data[key] for key in BATCH_KEYS)
-        num_labeled = ops.shape(labeled_images)[0]
-        images = ops.concatenate(
-            [ops.cast(labeled_images, "float32"), ops.cast(unlabeled_images, "float32")],
-            axis=0,
-        )
+        labels = data["labels"]
+        images, num_labeled = self._joined_images(data)
         student_images = self.augmentation(images, training=True)
         teacher_images = self.augmentation(images, training=True)
-        student_features, student_logits = self.student(student_images, training=True)
-        _, teacher_logits = self.teacher(teacher_images, training=True)
+        student_features, student_logits = self.network_outputs(
+            self.student, student_images, num_labeled
+        )
+        _, teacher_logits = self.network_outputs(self.teacher, teacher_images, num_labeled)
         teacher_logits = ops.stop_gradient(teacher_logits)
 
         labeled_logits = ops.cast(student_logits[:num_labeled], "float32")
@@ -178,12 +237,15 @@ class MeanTeacher(BackendSteps, keras.Model):
             keras.losses.sparse_categorical_crossentropy(labels, labeled_logits, from_logits=True)
         )
         consistency = softmax_mse(student_logits, teacher_logits)
+        lc_terms = {}
         if self.use_local_clustering:
-            lc, neighbor_fraction = local_clustering(
-                student_features[:num_labeled],
-                student_features[num_labeled:],
-                self.lc_epsilon,
-            )
+            distances = lc_distances(student_features[:num_labeled], student_features[num_labeled:])
+            lc, neighbor_fraction = local_clustering_of_distances(distances, self.lc_epsilon)
+            quantiles = distance_quantiles(distances, list(LC_DISTANCE_QUANTILES.values()))
+            lc_terms = {
+                "lc_epsilon": ops.convert_to_tensor(self.lc_epsilon),
+                **{name: quantiles[i] for i, name in enumerate(LC_DISTANCE_QUANTILES)},
+            }
         else:  # plain Mean Teacher: the pairwise distances are not computed at all
             lc = neighbor_fraction = ops.zeros((), "float32")
         loss = ce + self.consistency_weight * consistency + self.lc_weight * lc
@@ -196,6 +258,7 @@ class MeanTeacher(BackendSteps, keras.Model):
             "feature_spread": feature_spread(student_features),
             "consistency_weight": ops.convert_to_tensor(self.consistency_weight),
             "lc_weight": ops.convert_to_tensor(self.lc_weight),
+            **lc_terms,
         }
         return loss, terms, LabeledLogits(labels, labeled_logits, teacher_logits[:num_labeled])
 
@@ -235,6 +298,7 @@ class MeanTeacher(BackendSteps, keras.Model):
             "lc_weight": float(ops.convert_to_numpy(self.lc_weight)),
             "lc_epsilon": float(ops.convert_to_numpy(self.lc_epsilon)),
             "use_local_clustering": self.use_local_clustering,
+            "forward_passes": self.forward_passes,
         }
 
     @classmethod

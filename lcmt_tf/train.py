@@ -4,6 +4,7 @@ Files in config.model_dir:
     config.json              the resolved configuration
     labeled_indices.json     training-set indices of the labeled images
     training_state.npz       full state after the last completed epoch (for resume)
+    history.csv              per-epoch values, a row per epoch
     tensorboard/             per-epoch scalars
     model.keras              the final MeanTeacher (student + teacher)
     results.json             final test errors, epochs run, wall time, why it stopped
@@ -25,6 +26,7 @@ from lcmt_tf.augment import Augmentation
 from lcmt_tf.callbacks import (
     CollapseMonitor,
     ConsistencyRampup,
+    HistoryCSV,
     LocalClusteringSchedule,
     NonFiniteLossGuard,
     PeriodicEvaluation,
@@ -57,8 +59,14 @@ STATE_FILE = "training_state.npz"
 RESULTS_FILE = "results.json"
 MODEL_FILE = "model.keras"
 TENSORBOARD_DIR = "tensorboard"
-RUN_FILES = (CONFIG_FILE, INDICES_FILE, STATE_FILE, RESULTS_FILE, MODEL_FILE)
+HISTORY_FILE = "history.csv"
+RUN_FILES = (CONFIG_FILE, INDICES_FILE, STATE_FILE, RESULTS_FILE, MODEL_FILE, HISTORY_FILE)
 EVALUATION_BATCH_SIZE = 500
+BEST_ERROR_NOTE = (
+    "lowest teacher test error over the run's evaluations (every --eval_every epochs and "
+    "at the end): selected on the test set, as the authors' code does; for comparison "
+    "with papers that report it, not this run's result (teacher_test_error)"
+)
 
 
 def run(config: TrainConfig) -> dict[str, Any]:
@@ -90,9 +98,9 @@ def run(config: TrainConfig) -> dict[str, Any]:
     # A restored run takes every weight from its training state: no data-dependent init.
     init_images = None if restoring else batches[0]["labeled_images"]
     model = build_model(config, dataset, init_images)
-    # Everything above only reads; from here on the run directory is written.
-    initial_epoch = start_run_directory(config, model, labeled, restoring)
     callbacks = build_callbacks(config, batches, test_batches)
+    # Everything above only reads; from here on the run directory is written.
+    initial_epoch = start_run_directory(config, model, labeled, restoring, callbacks)
     start = time.time()
     epochs_run = initial_epoch
     if initial_epoch < config.epochs:
@@ -105,15 +113,13 @@ def run(config: TrainConfig) -> dict[str, Any]:
             verbose=config.verbose,
         )
         epochs_run = initial_epoch + len(history.epoch)
-    stopped_by = next((c for c in callbacks if getattr(c, "stop_reason", None)), None)
     return finish_run(
         config,
         model,
+        callbacks,
         test_batches,
         epochs_run=epochs_run,
         initial_epoch=initial_epoch,
-        stop_reason=stopped_by.stop_reason if stopped_by else None,
-        diverged=isinstance(stopped_by, NonFiniteLossGuard),
         wall_time_s=time.time() - start,
         split_sizes=(len(labeled), len(unlabeled)),
     )
@@ -214,6 +220,7 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
         horizontal_flip=config.hflip,
         noise_stddev=config.input_noise,
         seed=config.seed,
+        translate_padding=config.translate_padding,
     )
     if init_images is not None:
         initialize_from_data(student, augmentation(init_images, training=False))
@@ -225,6 +232,7 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
         lc_weight=0.0,
         lc_epsilon=config.lc_epsilon,
         use_local_clustering=config.lc_weight > 0,
+        forward_passes=config.forward_passes,
     )
     model.compile(
         optimizer=build_optimizer(config),
@@ -235,9 +243,12 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
     return model
 
 
-def start_run_directory(config: TrainConfig, model: MeanTeacher, labeled, restoring: bool) -> int:
+def start_run_directory(
+    config: TrainConfig, model: MeanTeacher, labeled, restoring: bool, callbacks
+) -> int:
     """Creates (or, with --overwrite, clears) model_dir, restores the training state
-    when `restoring`, and writes the run's metadata; returns the epoch to start at."""
+    (and the callbacks' states) when `restoring`, and writes the run's metadata;
+    returns the epoch to start at."""
     model_dir = config.model_dir
     os.makedirs(model_dir, exist_ok=True)
     if config.overwrite:
@@ -249,7 +260,8 @@ def start_run_directory(config: TrainConfig, model: MeanTeacher, labeled, restor
     state_path = os.path.join(model_dir, STATE_FILE)
     initial_epoch = 0
     if restoring:
-        initial_epoch = load_training_state(model, state_path)
+        stateful = [callback for callback in callbacks if hasattr(callback, "get_state")]
+        initial_epoch = load_training_state(model, state_path, stateful)
         logging.info("Resuming %s at epoch %d.", model_dir, initial_epoch + 1)
     atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
     atomic_write_json(
@@ -266,19 +278,34 @@ def start_run_directory(config: TrainConfig, model: MeanTeacher, labeled, restor
 def build_callbacks(
     config: TrainConfig, batches: SemiSupervisedBatches, test_batches
 ) -> list[keras.callbacks.Callback]:
-    """The run's callbacks, in the order they must run at each epoch's end: guards
-    and evaluation add to the logs before the checkpoint and TensorBoard read them."""
-    return [
+    """The run's callbacks, in the order they must run: the batches learn the epoch
+    before the schedules measure on them; guards and evaluation add to the logs before
+    the checkpoint, the history and TensorBoard read them. The checkpoint saves the
+    state of every callback that has one."""
+    callbacks = [
         batches.epoch_callback(),
         ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
         LocalClusteringSchedule(
-            config.lc_weight, config.lc_start_epoch, config.lc_rampup_epochs, config.lc_epsilon
+            config.lc_weight,
+            config.lc_start_epoch,
+            config.lc_rampup_epochs,
+            config.lc_epsilon,
+            epsilon_quantile=config.lc_epsilon_quantile,
+            distance_batches=batches,
         ),
         linear_lr_decay(config.lr, config.lr_decay_start(), config.epochs),
         NonFiniteLossGuard(),
         CollapseMonitor(stop=config.stop_on_collapse),
         PeriodicEvaluation(test_batches, config.eval_every, config.epochs),
-        ResumeCheckpoint(os.path.join(config.model_dir, STATE_FILE)),
+    ]
+    stateful = [callback for callback in callbacks if hasattr(callback, "get_state")]
+    return [
+        *callbacks,
+        ResumeCheckpoint(os.path.join(config.model_dir, STATE_FILE), stateful),
+        HistoryCSV(
+            os.path.join(config.model_dir, HISTORY_FILE),
+            extra_columns=("student_test_error", "teacher_test_error"),
+        ),
         *_tensorboard_callbacks(config.model_dir),
     ]
 
@@ -299,24 +326,32 @@ def _tensorboard_callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
 def finish_run(
     config: TrainConfig,
     model: MeanTeacher,
+    callbacks,
     test_batches,
     *,
     epochs_run: int,
     initial_epoch: int,
-    stop_reason: str | None,
-    diverged: bool,
     wall_time_s: float,
     split_sizes: tuple[int, int],
 ) -> dict[str, Any]:
     """Evaluates the final state (after a non-finite loss, the last good one: not the
     diverged weights), saves the model of a run that ended well, and writes
-    results.json."""
+    results.json: the final errors, and apart from them, labelled, the best teacher
+    error over the run's evaluations."""
+    stopped_by = next((c for c in callbacks if getattr(c, "stop_reason", None)), None)
+    stop_reason = stopped_by.stop_reason if stopped_by else None
+    evaluation = next(c for c in callbacks if isinstance(c, PeriodicEvaluation))
+    schedule = next(c for c in callbacks if isinstance(c, LocalClusteringSchedule))
     state_path = os.path.join(config.model_dir, STATE_FILE)
-    if diverged:
+    if isinstance(stopped_by, NonFiniteLossGuard):
         epochs_run = load_training_state(model, state_path) if os.path.exists(state_path) else 0
-    final = model.evaluate(test_batches, verbose=0, return_dict=True)
+    final = errors_from_accuracies(model.evaluate(test_batches, verbose=0, return_dict=True))
+    evaluation.record(final, int(epochs_run))
     results = {
-        **errors_from_accuracies(final),
+        **final,
+        "teacher_best_test_error": evaluation.best_teacher_error,
+        "teacher_best_test_error_epoch": evaluation.best_epoch,
+        "teacher_best_test_error_note": BEST_ERROR_NOTE,
         "epochs_run": int(epochs_run),
         "completed": stop_reason is None and epochs_run >= config.epochs,
         "stop_reason": stop_reason,
@@ -325,6 +360,7 @@ def finish_run(
         "backend": keras.backend.backend(),
         "num_labeled": int(split_sizes[0]),
         "num_unlabeled": int(split_sizes[1]),
+        "lc_epsilon": schedule.epsilon if config.lc_weight > 0 else None,
         "config": config.to_dict(),
     }
     if stop_reason is None:

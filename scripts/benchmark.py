@@ -20,6 +20,7 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax"], "Keras backend")
 flags.DEFINE_enum("model", "conv_large", ["conv_large", "conv_large_wn"], "network")
 flags.DEFINE_float("width", 1.0, "channel multiplier of the network")
+flags.DEFINE_enum("forward_passes", "joint", ["joint", "separate"], "passes per network and step")
 flags.DEFINE_enum("mixed_precision", "", ["", "bfloat16", "float16"], "compute dtype")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the step (JAX always compiles)")
 flags.DEFINE_integer("steps", 20, "steps per timed repeat")
@@ -51,6 +52,7 @@ def main(argv):
             config = benchmark.benchmark_config(
                 mode,
                 model=FLAGS.model,
+                forward_passes=FLAGS.forward_passes,
                 width=FLAGS.width,
                 mixed_precision=FLAGS.mixed_precision,
                 jit_compile=FLAGS.jit_compile,

@@ -73,3 +73,30 @@ def test_augmentation_config_round_trip():
     )
     clone = Augmentation.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("padding", ["zero", "reflect"])
+def test_translation_pads_the_raw_image_then_normalizes(padding):
+    """Zero padding is black in the raw image, i.e. -mean/std after normalization."""
+    rng = np.random.default_rng(6)
+    raw = rng.integers(1, 256, size=(5, 6, 3)).astype("uint8")
+    mean, std = np.array([0.4, 0.5, 0.6]), np.array([0.2, 0.25, 0.3])
+    layer = Augmentation(
+        list(mean), list(std), max_translation=2, seed=7, translate_padding=padding
+    )
+    outputs = ops.convert_to_numpy(layer(np.repeat(raw[None], 300, axis=0), training=True))
+    numpy_mode = {"zero": "constant", "reflect": "reflect"}[padding]
+    padded = np.pad(raw.astype(np.float64), [(2, 2), (2, 2), (0, 0)], mode=numpy_mode)
+    candidates = {
+        (dy, dx): (padded[2 + dy : 2 + dy + 5, 2 + dx : 2 + dx + 6] / 255.0 - mean) / std
+        for dy in range(-2, 3)
+        for dx in range(-2, 3)
+    }
+    seen = set()
+    for output in outputs:
+        matches = [s for s, c in candidates.items() if np.allclose(output, c, rtol=1e-5, atol=1e-5)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == set(candidates)
+    if padding == "zero":  # a shifted image has black (raw 0) pixels on its border
+        assert np.isclose(outputs, (0.0 - mean) / std, atol=1e-5).all(axis=-1).any()

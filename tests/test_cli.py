@@ -47,6 +47,8 @@ SHARED = dict(
     model="conv_large_wn",
     width=1.0,
     translate=2,
+    translate_padding="zero",
+    forward_passes="separate",
     eval_every=5,
 )
 PAPER = {
@@ -131,6 +133,28 @@ PAPER = {
         ema_decay=0.99,
         hflip=True,
         epochs=1000,
+        lr_decay_epochs=200,
+        lc_weight=0.0,
+    ),
+    # The authors' config.py: schedule_epoch [800, 1000] (LC) and [600, 800] (MT), eps 40.
+    "cifar10_4000_authors": dict(
+        dataset="cifar10",
+        num_labels=4000,
+        ema_decay=0.99,
+        hflip=True,
+        epochs=1000,
+        lr_decay_epochs=200,
+        lc_weight=10.0,
+        lc_start_epoch=600,
+        lc_rampup_epochs=100,
+        lc_epsilon=40.0,
+    ),
+    "cifar10_4000_authors_mt": dict(
+        dataset="cifar10",
+        num_labels=4000,
+        ema_decay=0.99,
+        hflip=True,
+        epochs=800,
         lr_decay_epochs=200,
         lc_weight=0.0,
     ),

@@ -335,3 +335,109 @@ def test_an_unsupported_backend_refuses_training_and_evaluation_alike():
             NotImplementedError, match="trains and evaluates on the tensorflow and jax"
         ):
             step(random_batch())
+
+
+def test_separate_passes_give_each_group_its_own_batch_statistics():
+    """forward_passes="separate" equals two independent calls of the network (batch
+    norm over each group); "joint" equals one call over both groups."""
+    batch = random_batch(num_labeled=4, num_unlabeled=6, seed=3)
+    images = np.concatenate([batch["labeled_images"], batch["unlabeled_images"]]).astype("float32")
+    outputs = {}
+    for passes in ("joint", "separate"):
+        keras.utils.set_random_seed(0)
+        student = digits_net(width=0.25, dropout=0.0)
+        model = MeanTeacher(student, Augmentation([0.5], [0.25]), forward_passes=passes)
+        normalized = model.augmentation(images)
+        features, logits = model.network_outputs(student, normalized, 4)
+        outputs[passes] = keras.ops.convert_to_numpy(logits)
+        if passes == "separate":
+            parts = [student(normalized[:4], training=True), student(normalized[4:], training=True)]
+            expected = np.concatenate([keras.ops.convert_to_numpy(part[1]) for part in parts])
+        else:
+            expected = keras.ops.convert_to_numpy(student(normalized, training=True)[1])
+        np.testing.assert_allclose(outputs[passes], expected, rtol=1e-5, atol=1e-6)
+        assert MeanTeacher.from_config(model.get_config()).forward_passes == passes
+    # Same weights: only the batch statistics differ between the two.
+    assert np.abs(outputs["joint"] - outputs["separate"]).max() > 1e-3
+
+
+def test_lc_distance_quantiles_and_epsilon_are_logged_with_local_clustering_only():
+    batch = random_batch(num_labeled=4, num_unlabeled=12, seed=5)
+    augmentation = Augmentation([0.5], [0.25], max_translation=0)
+    keras.utils.set_random_seed(0)
+    model = MeanTeacher(
+        digits_net(width=0.25, dropout=0.0), augmentation, lc_weight=1.0, lc_epsilon=0.3
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    # No random augmentation or dropout: the step sees exactly these distances.
+    distances = keras.ops.convert_to_numpy(model.lc_pair_distances(batch))
+    assert distances.shape == (4 * 12 + 12 * 12,)
+    history = model.fit(FixedBatches([batch]), epochs=1, verbose=0).history
+    for name, quantile in (
+        ("lc_distance_p10", 0.1),
+        ("lc_distance_p50", 0.5),
+        ("lc_distance_p90", 0.9),
+    ):
+        assert history[name][0] == pytest.approx(np.quantile(distances, quantile), rel=1e-4), name
+    assert history["lc_epsilon"][0] == pytest.approx(0.3)
+    plain = small_mean_teacher(use_local_clustering=False)
+    plain.compile(optimizer=keras.optimizers.SGD(0.05))
+    keys = set(plain.fit(FixedBatches([batch]), epochs=1, verbose=0).history)
+    assert not keys & {"lc_epsilon", "lc_distance_p10", "lc_distance_p50", "lc_distance_p90"}
+
+
+def test_a_skipped_float16_step_leaves_the_teacher_alone_too():
+    """A LossScaleOptimizer skips a step whose gradients overflow; the EMA must skip it."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = small_mean_teacher(
+            ema_decay=0.5, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.05))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        model.optimizer.build(model.trainable_variables)
+        for teacher, _ in model.ema_pairs:  # teacher != student, so an EMA step would show
+            teacher.assign(keras.ops.convert_to_numpy(teacher) + 0.5)
+        student_before = [keras.ops.convert_to_numpy(s) for _, s in model.ema_pairs]
+        teacher_before = [keras.ops.convert_to_numpy(t) for t, _ in model.ema_pairs]
+        model.optimizer.dynamic_scale.assign(1e38)  # the scaled gradients overflow float16
+        model.fit(FixedBatches([random_batch(seed=7)]), epochs=1, verbose=0)
+        assert float(keras.ops.convert_to_numpy(model.optimizer.dynamic_scale)) < 1e38  # skipped
+        for (teacher, student), old_student, old_teacher in zip(
+            model.ema_pairs, student_before, teacher_before
+        ):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(student), old_student)
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(teacher), old_teacher)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_float16_loss_scale_changes_do_not_change_the_updates():
+    """A scale that doubles after every step must train like a fixed scale (up to
+    float16 rounding: a larger scale keeps more small gradients from underflowing);
+    the step has to read the current scale, not the one at tracing time, or the
+    updates come out 2, 4, 8 times too small."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        updates = []
+        for growth_steps in (1, 10**6):
+            keras.utils.set_random_seed(0)
+            model = small_mean_teacher(
+                ema_decay=0.5, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0
+            )
+            optimizer = keras.optimizers.LossScaleOptimizer(
+                keras.optimizers.SGD(0.05), initial_scale=2.0, dynamic_growth_steps=growth_steps
+            )
+            model.compile(optimizer=optimizer)
+            before = [keras.ops.convert_to_numpy(v) for v in model.student.trainable_weights]
+            model.fit(FixedBatches([random_batch(seed=s) for s in range(4)]), epochs=1, verbose=0)
+            scale = float(keras.ops.convert_to_numpy(model.optimizer.dynamic_scale))
+            assert scale == (32.0 if growth_steps == 1 else 2.0)
+            after = [keras.ops.convert_to_numpy(v) for v in model.student.trainable_weights]
+            updates.append(np.concatenate([(a - b).ravel() for a, b in zip(after, before)]))
+        growing, fixed = updates
+        assert np.linalg.norm(growing - fixed) < 0.05 * np.linalg.norm(fixed)
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -14,7 +14,9 @@ from conftest import ROOT, TRAIN_SCRIPT, train
 
 pytestmark = pytest.mark.tensorflow_only
 
-# Small batches make an epoch 81 steps long, so that a kill lands inside one.
+# Small batches make an epoch 81 steps long, so that a kill lands inside one. LC starts in
+# the second epoch with epsilon measured as a quantile; the kill lands in the third, so the
+# resumed run must take that epsilon (and the best error so far) from its training state.
 DETERMINISTIC = [
     "--dataset=digits",
     "--width=0.5",
@@ -23,9 +25,9 @@ DETERMINISTIC = [
     "--unlabeled_batch_size=16",
     "--eval_every=2",
     "--lc_weight=1",
-    "--lc_start_epoch=2",
+    "--lc_start_epoch=1",
     "--lc_rampup_epochs=1",
-    "--lc_epsilon=0.5",
+    "--lc_epsilon_quantile=0.2",
     "--lr_decay_epochs=2",
     "--deterministic",
     "--verbose=0",
@@ -68,21 +70,27 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path, back
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
-    while next_epoch(interrupted) < 1 and time.time() < deadline and process.poll() is None:
+    while next_epoch(interrupted) < 2 and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
-    time.sleep(0.1)  # into the second epoch
+    time.sleep(0.1)  # into the third epoch
     assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = next_epoch(interrupted)
-    assert 1 <= killed_at < 3 and not (interrupted / "results.json").exists()
+    assert killed_at == 2 and not (interrupted / "results.json").exists()
 
     resumed = train(*DETERMINISTIC, f"--model_dir={interrupted}", env=backend_env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final, expected = results(interrupted), results(reference)
     assert final["resumed_from_epoch"] == killed_at and final["epochs_run"] == 3
-    for key in ("student_test_error", "teacher_test_error"):
-        assert final[key] == expected[key]
+    for key in (
+        "student_test_error",
+        "teacher_test_error",
+        "teacher_best_test_error",
+        "lc_epsilon",
+    ):
+        assert final[key] == expected[key], key
+    assert final["lc_epsilon"] != 1.0  # measured, not the default
     reference_state, resumed_state = state_arrays(reference), state_arrays(interrupted)
     assert reference_state.keys() == resumed_state.keys()
     for key in reference_state:

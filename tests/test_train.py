@@ -1,5 +1,6 @@
 """run(config) in-process, as flax's train_test.py does: real tracebacks, no start-up."""
 
+import csv
 import json
 
 import numpy as np
@@ -16,9 +17,11 @@ def test_six_epochs_of_mt_plus_lc_on_digits(tmp_path):
         model="digits_net",
         width=0.25,
         epochs=6,
+        eval_every=2,
         ema_decay=0.9,
         lc_weight=1.0,
-        lc_epsilon=0.5,
+        lc_start_epoch=2,
+        lc_epsilon_quantile=0.3,
         model_dir=str(tmp_path / "run"),
         verbose=0,
     )
@@ -32,6 +35,30 @@ def test_six_epochs_of_mt_plus_lc_on_digits(tmp_path):
         assert (tmp_path / "run" / name).exists(), name
     with np.load(tmp_path / "run" / "training_state.npz") as state:
         assert int(state["next_epoch"]) == 6
+        assert float(state["callback/LocalClusteringSchedule/epsilon"]) == results["lc_epsilon"]
+
+    with open(tmp_path / "run" / "history.csv", newline="") as file:
+        history = list(csv.DictReader(file))
+    assert [int(row["epoch"]) for row in history] == [1, 2, 3, 4, 5, 6]
+    # Epsilon: the configured one until the start epoch, then the measured quantile.
+    epsilons = [float(row["lc_epsilon"]) for row in history]
+    assert epsilons[:2] == [1.0, 1.0] and len(set(epsilons[2:])) == 1
+    assert epsilons[2] == pytest.approx(results["lc_epsilon"]) and results["lc_epsilon"] != 1.0
+    for row in history:
+        assert 0 <= float(row["lc_distance_p10"]) <= float(row["lc_distance_p50"])
+        assert float(row["lc_distance_p50"]) <= float(row["lc_distance_p90"])
+    # The best error over evaluations (epochs 2, 4, 6), reported apart from the final one.
+    evaluated = {
+        int(row["epoch"]): float(row["teacher_test_error"])
+        for row in history
+        if row["teacher_test_error"]
+    }
+    assert sorted(evaluated) == [2, 4, 6]
+    assert results["teacher_test_error"] == pytest.approx(evaluated[6])
+    best_epoch = min(evaluated, key=evaluated.get)
+    assert results["teacher_best_test_error"] == pytest.approx(evaluated[best_epoch])
+    assert results["teacher_best_test_error_epoch"] == best_epoch
+    assert "selected on the test set" in results["teacher_best_test_error_note"]
 
 
 # (settings, message): every mistake run() refuses before it writes anything.
@@ -134,3 +161,10 @@ def test_rerunning_a_finished_run_changes_nothing(tmp_path):
     with np.load(model_dir / "training_state.npz") as archive:
         for key in archive.files:
             np.testing.assert_array_equal(archive[key], before[key])
+
+
+def test_a_moved_run_directory_resumes(tmp_path):
+    run(quick(tmp_path / "run"))
+    (tmp_path / "run").rename(tmp_path / "moved")
+    again = run(quick(tmp_path / "moved"))
+    assert again["resumed_from_epoch"] == 1

@@ -57,6 +57,7 @@ class JaxSteps:
         (_, ((terms, labeled_logits), non_trainable_values)), gradients = gradient_function(
             trainable_values, non_trainable_values
         )
+        applied = self.step_applied(gradients)
         trainable_values, optimizer_values = self.optimizer.stateless_apply(
             optimizer_values, gradients, trainable_values
         )
@@ -64,7 +65,7 @@ class JaxSteps:
         non_trainable_values = list(non_trainable_values)
         for teacher_index, student_index in self.ema_positions:
             non_trainable_values[teacher_index] = self.moving_average(
-                non_trainable_values[teacher_index], trainable_values[student_index]
+                non_trainable_values[teacher_index], trainable_values[student_index], applied
             )
         logs, (metrics_values,) = stateless(
             lambda: self.update_metrics(terms, labeled_logits),

@@ -18,9 +18,12 @@ class TensorFlowSteps:
             loss, terms, labeled_logits = self.compute_losses(data)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
+        applied = self.step_applied(gradients)
         self.optimizer.apply(gradients, variables)
         for teacher_variable, student_variable in self.ema_pairs:
-            teacher_variable.assign(self.moving_average(teacher_variable, student_variable))
+            teacher_variable.assign(
+                self.moving_average(teacher_variable, student_variable, applied)
+            )
         return self.update_metrics(terms, labeled_logits)
 
     def test_step(self, data):
