@@ -7,6 +7,7 @@ suite once per backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -57,6 +58,17 @@ def random_batch(num_labeled=4, num_unlabeled=6, shape=(8, 8, 1), seed=0):
         "labels": rng.integers(0, 10, num_labeled).astype("int32"),
         "unlabeled_images": rng.integers(0, 256, (num_unlabeled, *shape), dtype="uint8"),
     }
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras' global dtype policy set to `name` (e.g. "mixed_float16") inside the block."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def small_mean_teacher(**kwargs):

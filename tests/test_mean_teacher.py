@@ -14,7 +14,7 @@ from lcmt_tf import (
 from lcmt_tf.schedules import sigmoid_rampup
 from lcmt_tf.steps import steps_for_backend
 
-from conftest import FixedBatches, random_batch, small_mean_teacher
+from conftest import FixedBatches, dtype_policy, random_batch, small_mean_teacher
 
 
 def mlp_student(input_shape=(1, 1, 2), num_classes=2):
@@ -250,9 +250,7 @@ def test_plain_mean_teacher_skips_local_clustering():
 
 
 def test_mixed_precision_step_keeps_losses_and_weights_in_float32():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
+    with dtype_policy("mixed_bfloat16"):
         model = small_mean_teacher(
             ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0
         )
@@ -267,8 +265,6 @@ def test_mixed_precision_step_keeps_losses_and_weights_in_float32():
             FixedBatches([random_batch(seed=s) for s in range(2)]), epochs=1, verbose=0
         ).history
         assert np.isfinite(history["loss"][0]) and history["lc"][0] > 0
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 @pytest.mark.tensorflow_only
@@ -388,9 +384,7 @@ def test_lc_distance_quantiles_and_epsilon_are_logged_with_local_clustering_only
 
 def test_a_skipped_float16_step_leaves_the_teacher_alone_too():
     """A LossScaleOptimizer skips a step whose gradients overflow; the EMA must skip it."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with dtype_policy("mixed_float16"):
         model = small_mean_teacher(
             ema_decay=0.5, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0
         )
@@ -409,8 +403,6 @@ def test_a_skipped_float16_step_leaves_the_teacher_alone_too():
         ):
             np.testing.assert_array_equal(keras.ops.convert_to_numpy(student), old_student)
             np.testing.assert_array_equal(keras.ops.convert_to_numpy(teacher), old_teacher)
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def test_float16_loss_scale_changes_do_not_change_the_updates():
@@ -418,9 +410,7 @@ def test_float16_loss_scale_changes_do_not_change_the_updates():
     float16 rounding: a larger scale keeps more small gradients from underflowing);
     the step has to read the current scale, not the one at tracing time, or the
     updates come out 2, 4, 8 times too small."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with dtype_policy("mixed_float16"):
         updates = []
         for growth_steps in (1, 10**6):
             keras.utils.set_random_seed(0)
@@ -439,5 +429,3 @@ def test_float16_loss_scale_changes_do_not_change_the_updates():
             updates.append(np.concatenate([(a - b).ravel() for a, b in zip(after, before)]))
         growing, fixed = updates
         assert np.linalg.norm(growing - fixed) < 0.05 * np.linalg.norm(fixed)
-    finally:
-        keras.config.set_dtype_policy(previous)
