@@ -33,6 +33,7 @@ def run_benchmark(tmp_path, *args):
     return completed, json.loads(output.read_text())
 
 
+@pytest.mark.tensorflow_only  # six compilations; the next test runs the benchmark on JAX too
 def test_benchmark_writes_one_record_per_configuration(tmp_path):
     backend = keras.backend.backend()
     completed, records = run_benchmark(
