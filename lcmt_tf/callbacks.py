@@ -151,6 +151,8 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every and epoch + 1 != self.total_epochs:
             return
+        if logs is not None and not np.isfinite(float(logs.get("loss", 0.0))):
+            return  # the weights diverged in this epoch: nothing to evaluate
         result = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
         self.record(errors_from_accuracies(result), epoch + 1)
         if logs is not None:

@@ -343,10 +343,17 @@ def finish_run(
     evaluation = next(c for c in callbacks if isinstance(c, PeriodicEvaluation))
     schedule = next(c for c in callbacks if isinstance(c, LocalClusteringSchedule))
     state_path = os.path.join(config.model_dir, STATE_FILE)
-    if isinstance(stopped_by, NonFiniteLossGuard):
-        epochs_run = load_training_state(model, state_path) if os.path.exists(state_path) else 0
-    final = errors_from_accuracies(model.evaluate(test_batches, verbose=0, return_dict=True))
-    evaluation.record(final, int(epochs_run))
+    diverged_without_good_state = isinstance(stopped_by, NonFiniteLossGuard) and not (
+        os.path.exists(state_path)
+    )
+    if diverged_without_good_state:  # diverged in the first epoch: no weights to evaluate
+        epochs_run = 0
+        final = {"student_test_error": None, "teacher_test_error": None}
+    else:
+        if isinstance(stopped_by, NonFiniteLossGuard):
+            epochs_run = load_training_state(model, state_path)
+        final = errors_from_accuracies(model.evaluate(test_batches, verbose=0, return_dict=True))
+        evaluation.record(final, int(epochs_run))
     results = {
         **final,
         "teacher_best_test_error": evaluation.best_teacher_error,

@@ -75,10 +75,15 @@ def main(argv: list[str]) -> None:
         )
         sys.exit(130)
     logging.info("results: %s", os.path.join(config.model_dir, "results.json"))
+    if results["teacher_test_error"] is None:
+        errors = "no test error: no good state to evaluate"
+    else:
+        errors = (
+            f"teacher test error {results['teacher_test_error']:.2f}%  "
+            f"student test error {results['student_test_error']:.2f}%"
+        )
     print(
-        f"teacher test error {results['teacher_test_error']:.2f}%  "
-        f"student test error {results['student_test_error']:.2f}%  "
-        f"({results['epochs_run']} epochs, {results['wall_time_s']:.0f} s"
+        f"{errors}  ({results['epochs_run']} epochs, {results['wall_time_s']:.0f} s"
         f"{', stopped: ' + results['stop_reason'] if results['stop_reason'] else ''})"
     )
     if results["stop_reason"]:

@@ -156,6 +156,29 @@ def test_nan_loss_stops_with_reason_and_keeps_the_last_good_checkpoint(tmp_path,
     assert all(np.all(np.isfinite(v)) for v in state_arrays(model_dir).values())
 
 
+def test_divergence_in_the_first_epoch_reports_no_error_rather_than_the_diverged_weights(
+    tmp_path,
+):
+    # No epoch ended well, so there is no state to fall back to: results.json must not
+    # report the error of NaN weights (which argmax scores as 90 %) as the run's result.
+    model_dir = tmp_path / "run"
+    completed = train(
+        "--dataset=digits",
+        "--width=0.5",
+        "--epochs=2",
+        "--consistency_weight=1e38",
+        "--consistency_rampup_epochs=0",
+        "--verbose=0",
+        f"--model_dir={model_dir}",
+    )
+    assert completed.returncode == 1
+    assert "no test error: no good state to evaluate" in completed.stdout
+    final = results(model_dir)
+    assert final["epochs_run"] == 0 and final["stop_reason"].startswith("non-finite loss")
+    assert final["teacher_test_error"] is None and final["student_test_error"] is None
+    assert final["teacher_best_test_error"] is None
+
+
 def test_collapse_is_detected_logged_and_stops_the_run(tmp_path):
     model_dir = tmp_path / "run"
     completed = train(
