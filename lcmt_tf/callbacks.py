@@ -257,7 +257,8 @@ class HistoryCSV(keras.callbacks.Callback):
 
     On a resume it first drops the rows of epochs the run will train again (a run
     killed after writing its row but before saving its checkpoint), so that every
-    epoch appears once. Put it after the callbacks that add to the logs.
+    epoch appears once. Values that appear later (a run forked from a run that did not
+    log them) add their column. Put it after the callbacks that add to the logs.
     """
 
     def __init__(self, path: str, extra_columns: tuple[str, ...] = ()):
@@ -292,9 +293,22 @@ class HistoryCSV(keras.callbacks.Callback):
         new_file = self.columns is None
         if new_file:
             self.columns = ["epoch", *sorted(set(logs) | set(self.extra_columns))]
+        elif set(logs) - set(self.columns):
+            self._add_columns(set(logs) - set(self.columns))
         values = {**{key: repr(float(value)) for key, value in logs.items()}, "epoch": epoch + 1}
         with open(self.path, "a", newline="") as file:
             writer = csv.writer(file)
             if new_file:
                 writer.writerow(self.columns)
             writer.writerow([values.get(column, "") for column in self.columns])
+
+    def _add_columns(self, names) -> None:
+        """Rewrites the file with new columns (a run forked from one that did not log
+        them), empty in the rows before."""
+        with open(self.path, newline="") as file:
+            rows = list(csv.DictReader(file))
+        self.columns = ["epoch", *sorted(set(self.columns[1:]) | set(names))]
+        with open(self.path, "w", newline="") as file:
+            writer = csv.DictWriter(file, self.columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)

@@ -10,6 +10,7 @@ written to a temporary name and renamed over the previous one.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -95,18 +96,34 @@ def load_training_state(model: keras.Model, path: str, callbacks=()) -> int:
         return int(archive["next_epoch"])
 
 
+SNAPSHOT_FILE = "training_state_epoch{}.npz"
+
+
+def snapshot_path(model_dir: str, epoch: int) -> str:
+    """Where a run keeps its training state after `epoch` epochs (--keep_epochs)."""
+    return os.path.join(model_dir, SNAPSHOT_FILE.format(int(epoch)))
+
+
+def snapshot_paths(model_dir: str) -> list[str]:
+    """The snapshots a run directory holds."""
+    return sorted(glob.glob(os.path.join(model_dir, SNAPSHOT_FILE.format("*"))))
+
+
 class ResumeCheckpoint(keras.callbacks.Callback):
     """Saves the full training state at the end of every epoch that ended well, with
     the state of `callbacks` (those with get_state/set_state).
 
     An epoch cut short by another callback (a NaN loss, a collapse) is not saved, so
-    the file always holds the last good state.
+    the file always holds the last good state. After each epoch in `keep_epochs`
+    (counted from 1), the same state is also kept in its own file, `snapshot_path`,
+    which later epochs do not overwrite: runs fork from it (--fork_from).
     """
 
-    def __init__(self, path: str, callbacks=()):
+    def __init__(self, path: str, callbacks=(), keep_epochs=()):
         super().__init__()
         self.path = path
         self.callbacks = list(callbacks)
+        self.keep_epochs = frozenset(int(epoch) for epoch in keep_epochs)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training:
@@ -115,3 +132,6 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         if loss is not None and not np.isfinite(loss):
             return
         save_training_state(self.model, self.path, epoch + 1, self.callbacks)
+        if epoch + 1 in self.keep_epochs:
+            snapshot = snapshot_path(os.path.dirname(self.path), epoch + 1)
+            save_training_state(self.model, snapshot, epoch + 1, self.callbacks)

@@ -31,6 +31,8 @@ RESUMABLE_DIFFERENCES = (
     "overwrite",
     "verbose",
     "steps_per_execution",
+    "keep_epochs",
+    "fork_from",
 )
 
 
@@ -65,7 +67,11 @@ class TrainConfig:
     input_noise: float = setting(0.0, "std of Gaussian noise added to normalized images")
     # model
     model: str = setting("digits_net", f"network: {', '.join(MODELS)}")
-    width: float = setting(1.0, "channel-count multiplier of the network")
+    width: float = setting(
+        1.0,
+        "channel-count multiplier of the network (conv_large_wn below 1: scale --lr by "
+        "the width, or it can diverge; README, 'Reduced widths')",
+    )
     forward_passes: str = setting(
         "joint",
         "joint: each network runs once over labeled and unlabeled images together; separate: "
@@ -112,6 +118,16 @@ class TrainConfig:
         "runs/default", "run directory: logs, checkpoints, results; rerun to resume"
     )
     overwrite: bool = setting(False, "replace a run with a different configuration in --model_dir")
+    keep_epochs: str = setting(
+        "",
+        "comma-separated epochs after which the training state is also kept in "
+        "training_state_epochE.npz, for later runs to --fork_from",
+    )
+    fork_from: str = setting(
+        "",
+        "run directory to start from: its state after --lc_start_epoch epochs (kept with "
+        "--keep_epochs); everything that shapes those epochs must agree",
+    )
     deterministic: bool = setting(False, "bit-identical runs on CPU (TensorFlow op determinism)")
     stop_on_collapse: bool = setting(False, "stop when the feature distribution collapses")
     jit_compile: bool = setting(
@@ -140,6 +156,11 @@ class TrainConfig:
 
     def lr_decay_start(self) -> int:
         return self.epochs - self.lr_decay_epochs
+
+    def kept_epochs(self) -> tuple[int, ...]:
+        """--keep_epochs as sorted epoch numbers (validate() checks them)."""
+        parts = [part.strip() for part in self.keep_epochs.split(",") if part.strip()]
+        return tuple(sorted({int(part) for part in parts}))
 
     def validate(self) -> "TrainConfig":
         """Raises UserInputError naming the first invalid setting and its fix."""
@@ -192,6 +213,19 @@ class TrainConfig:
             "Local Clustering would never run; lower it or set --lc_weight=0",
         )
         _check(self.eval_every >= 1, "--eval_every must be >= 1 epoch")
+        try:
+            kept = self.kept_epochs()
+        except ValueError:
+            kept = (0,)
+        _check(
+            all(1 <= epoch <= self.epochs for epoch in kept),
+            f"--keep_epochs={self.keep_epochs!r} must list epochs between 1 and "
+            f"--epochs={self.epochs}, separated by commas",
+        )
+        _check(
+            not self.fork_from or self.lc_start_epoch >= 1,
+            "--fork_from starts at --lc_start_epoch, which must be >= 1",
+        )
         _check(bool(self.model_dir), "--model_dir must name a directory")
         _check(self.steps_per_execution >= 1, "--steps_per_execution must be >= 1")
         _check(

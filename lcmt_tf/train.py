@@ -37,6 +37,7 @@ from lcmt_tf.checkpoint import (
     atomic_write,
     atomic_write_json,
     load_training_state,
+    snapshot_paths,
 )
 from lcmt_tf.config import RESUMABLE_DIFFERENCES, TrainConfig
 from lcmt_tf.data import (
@@ -47,6 +48,7 @@ from lcmt_tf.data import (
     stratified_label_split,
 )
 from lcmt_tf.errors import UserInputError
+from lcmt_tf.fork import copy_history, fork_state_path
 from lcmt_tf.mean_teacher import MeanTeacher, errors_from_accuracies
 from lcmt_tf.models import MODELS
 from lcmt_tf.models.convnet_wn import initialize_from_data
@@ -93,14 +95,21 @@ def run(config: TrainConfig) -> dict[str, Any]:
         seed=config.seed,
     )
     test_batches = LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
-    restoring = resuming and os.path.exists(os.path.join(config.model_dir, STATE_FILE))
+    own_state = os.path.join(config.model_dir, STATE_FILE)
+    restore_from = own_state if resuming and os.path.exists(own_state) else None
+    forking = bool(config.fork_from) and restore_from is None
+    if forking:
+        restore_from = fork_state_path(config, CONFIG_FILE, STATE_FILE)
     configure_backend(config)
     # A restored run takes every weight from its training state: no data-dependent init.
-    init_images = None if restoring else batches[0]["labeled_images"]
+    init_images = None if restore_from else batches[0]["labeled_images"]
     model = build_model(config, dataset, init_images)
     callbacks = build_callbacks(config, batches, test_batches)
     # Everything above only reads; from here on the run directory is written.
-    initial_epoch = start_run_directory(config, model, labeled, restoring, callbacks)
+    initial_epoch = start_run_directory(config, model, labeled, restore_from, callbacks)
+    if forking:
+        copy_history(config.fork_from, config.model_dir, HISTORY_FILE)
+        logging.info("Forked from %s after epoch %d.", config.fork_from, initial_epoch)
     start = time.time()
     epochs_run = initial_epoch
     if initial_epoch < config.epochs:
@@ -244,24 +253,24 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
 
 
 def start_run_directory(
-    config: TrainConfig, model: MeanTeacher, labeled, restoring: bool, callbacks
+    config: TrainConfig, model: MeanTeacher, labeled, restore_from: str | None, callbacks
 ) -> int:
     """Creates (or, with --overwrite, clears) model_dir, restores the training state
-    (and the callbacks' states) when `restoring`, and writes the run's metadata;
-    returns the epoch to start at."""
+    (and the callbacks' states) from `restore_from` (this run's resume file, or the
+    state of the run it forks from), and writes the run's metadata; returns the epoch
+    to start at."""
     model_dir = config.model_dir
     os.makedirs(model_dir, exist_ok=True)
     if config.overwrite:
-        for name in RUN_FILES:
-            path = os.path.join(model_dir, name)
+        run_files = [os.path.join(model_dir, name) for name in RUN_FILES]
+        for path in [*run_files, *snapshot_paths(model_dir)]:
             if os.path.exists(path):
                 os.remove(path)
         shutil.rmtree(os.path.join(model_dir, TENSORBOARD_DIR), ignore_errors=True)
-    state_path = os.path.join(model_dir, STATE_FILE)
     initial_epoch = 0
-    if restoring:
+    if restore_from:
         stateful = [callback for callback in callbacks if hasattr(callback, "get_state")]
-        initial_epoch = load_training_state(model, state_path, stateful)
+        initial_epoch = load_training_state(model, restore_from, stateful)
         logging.info("Resuming %s at epoch %d.", model_dir, initial_epoch + 1)
     atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
     atomic_write_json(
@@ -301,7 +310,9 @@ def build_callbacks(
     stateful = [callback for callback in callbacks if hasattr(callback, "get_state")]
     return [
         *callbacks,
-        ResumeCheckpoint(os.path.join(config.model_dir, STATE_FILE), stateful),
+        ResumeCheckpoint(
+            os.path.join(config.model_dir, STATE_FILE), stateful, config.kept_epochs()
+        ),
         HistoryCSV(
             os.path.join(config.model_dir, HISTORY_FILE),
             extra_columns=("student_test_error", "teacher_test_error"),

@@ -80,6 +80,16 @@ BAD_SETTINGS = [
     ),
     (dict(steps_per_execution=0), "--steps_per_execution must be >= 1"),
     (
+        dict(keep_epochs="1,x"),
+        "--keep_epochs='1,x' must list epochs between 1 and --epochs=1, separated by commas",
+    ),
+    (dict(keep_epochs="2"), "--keep_epochs='2' must list epochs between 1 and --epochs=1"),
+    (dict(fork_from="runs/mt"), "--fork_from starts at --lc_start_epoch, which must be >= 1"),
+    (
+        dict(fork_from="/no/such/run", lc_start_epoch=1, epochs=2),
+        "--fork_from=/no/such/run is not a run directory (no config.json)",
+    ),
+    (
         dict(num_labels=55),
         "--num_labels=55 is not divisible by the 10 classes; use a multiple of 10",
     ),
