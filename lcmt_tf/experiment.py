@@ -20,13 +20,16 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from lcmt_tf.checkpoint import atomic_write, atomic_write_json
+from lcmt_tf.config import TrainConfig
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.statistics import mean_std, paired_difference
+from lcmt_tf.train import build_model, configure_backend, load_training_data
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(ROOT_DIR, "scripts", "train.py")
@@ -415,26 +418,8 @@ def measure_epoch_seconds(config: dict, steps: int = 3) -> float:
     """Seconds an epoch of this configuration takes here: the mean time of `steps`
     training steps after one warm-up step (compilation), times the steps of an epoch.
     Loads the data and builds the model as the run will."""
-    import time
-
-    from lcmt_tf.config import TrainConfig
-    from lcmt_tf.data import SemiSupervisedBatches, load_dataset, stratified_label_split
-    from lcmt_tf.train import build_model, configure_backend
-
     settings = TrainConfig.from_dict({k: v for k, v in config.items() if k != "dry_run"})
-    dataset = load_dataset(settings.dataset, settings.data_dir, settings.download)
-    labeled, unlabeled = stratified_label_split(
-        dataset.y_train, settings.num_labels, dataset.num_classes, settings.label_seed
-    )
-    batches = SemiSupervisedBatches(
-        dataset.x_train,
-        dataset.y_train,
-        labeled,
-        unlabeled,
-        settings.labeled_batch_size,
-        settings.unlabeled_batch_size,
-        seed=settings.seed,
-    )
+    dataset, _, _, batches = load_training_data(settings)
     configure_backend(settings)
     model = build_model(settings, dataset, batches[0]["labeled_images"])
     model.consistency_weight.assign(settings.consistency_weight)

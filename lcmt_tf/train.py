@@ -80,20 +80,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
             f"{' and '.join(SUPPORTED_BACKENDS)} backends"
         )
     resuming = check_run_directory(config)
-    dataset = load_dataset(config.dataset, config.data_dir, config.download)
-    config.check_against_data(dataset)
-    labeled, unlabeled = stratified_label_split(
-        dataset.y_train, config.num_labels, dataset.num_classes, config.label_seed
-    )
-    batches = SemiSupervisedBatches(
-        dataset.x_train,
-        dataset.y_train,
-        labeled,
-        unlabeled,
-        config.labeled_batch_size,
-        config.unlabeled_batch_size,
-        seed=config.seed,
-    )
+    dataset, labeled, unlabeled, batches = load_training_data(config)
     test_batches = LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
     own_state = os.path.join(config.model_dir, STATE_FILE)
     restore_from = own_state if resuming and os.path.exists(own_state) else None
@@ -132,6 +119,26 @@ def run(config: TrainConfig) -> dict[str, Any]:
         wall_time_s=time.time() - start,
         split_sizes=(len(labeled), len(unlabeled)),
     )
+
+
+def load_training_data(config: TrainConfig):
+    """(dataset, labeled indices, unlabeled indices, SemiSupervisedBatches) of a run,
+    after checking the settings against the data."""
+    dataset = load_dataset(config.dataset, config.data_dir, config.download)
+    config.check_against_data(dataset)
+    labeled, unlabeled = stratified_label_split(
+        dataset.y_train, config.num_labels, dataset.num_classes, config.label_seed
+    )
+    batches = SemiSupervisedBatches(
+        dataset.x_train,
+        dataset.y_train,
+        labeled,
+        unlabeled,
+        config.labeled_batch_size,
+        config.unlabeled_batch_size,
+        seed=config.seed,
+    )
+    return dataset, labeled, unlabeled, batches
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:

@@ -84,6 +84,7 @@ def test_bad_seed_ranges_are_refused(text):
         (["plot", "--settings=digits"], "give one command (table)"),
     ],
 )
+@pytest.mark.tensorflow_only  # the command line's checks do not depend on the backend
 def test_mistakes_end_with_one_line_and_exit_2(args, message, tmp_path):
     completed = experiment(*args, f"--root={tmp_path / 'root'}")
     assert completed.returncode == 2, completed.stderr
@@ -91,6 +92,20 @@ def test_mistakes_end_with_one_line_and_exit_2(args, message, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("experiment.py: error: "), lines
     assert message in lines[0]
     assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.tensorflow_only
+def test_plan_lists_the_runs_with_measured_projections_and_runs_nothing(tmp_path):
+    root = tmp_path / "table"
+    completed = experiment("table", "--settings=digits", "--seeds=3", f"--root={root}", "--fork",
+                           "--plan", *SHORT)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.strip().splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("projected: ")
+    # MT trains 4 epochs; the fork trains the 2 after the fork point.
+    assert "mt seed 3" in lines[0] and "4 epochs left" in lines[0] and "unknown" not in lines[0]
+    assert "mtlc seed 3" in lines[1] and "2 epochs left" in lines[1]
+    assert not root.exists()
 
 
 def results(path):

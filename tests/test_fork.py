@@ -14,6 +14,10 @@ from lcmt_tf.fork import check_fork
 
 from conftest import train
 
+# The subprocess tests run once, on TensorFlow: forking is backend-independent file
+# handling, and restoring a state on JAX is tested by the resume tests.
+cli = pytest.mark.tensorflow_only
+
 FORK_EPOCH = 2
 COMMON = [
     "--dataset=digits",
@@ -50,6 +54,7 @@ def mean_teacher_run(tmp_path_factory):
     return model_dir
 
 
+@cli
 def test_keep_epochs_keeps_the_state_after_that_epoch(mean_teacher_run):
     snapshot = arrays(mean_teacher_run / f"training_state_epoch{FORK_EPOCH}.npz")
     final = arrays(mean_teacher_run / "training_state.npz")
@@ -57,6 +62,7 @@ def test_keep_epochs_keeps_the_state_after_that_epoch(mean_teacher_run):
     assert any(not np.array_equal(snapshot[key], final[key]) for key in final if key[0] == "v")
 
 
+@cli
 def test_a_fork_ends_where_the_same_run_from_scratch_ends(mean_teacher_run, tmp_path):
     forked, scratch = tmp_path / "forked", tmp_path / "scratch"
     completed = train(*MTLC, f"--fork_from={mean_teacher_run}", f"--model_dir={forked}")
@@ -80,6 +86,7 @@ def test_a_fork_ends_where_the_same_run_from_scratch_ends(mean_teacher_run, tmp_
     assert [bool(row["lc_distance_p50"]) for row in rows] == [False, False, True, True]
 
 
+@cli
 def test_a_fork_from_a_run_trained_otherwise_is_one_line_and_exit_2(mean_teacher_run, tmp_path):
     completed = train(
         *MTLC, "--seed=5", f"--fork_from={mean_teacher_run}", f"--model_dir={tmp_path / 'f'}"
@@ -92,6 +99,7 @@ def test_a_fork_from_a_run_trained_otherwise_is_one_line_and_exit_2(mean_teacher
     assert not (tmp_path / "f").exists()
 
 
+@cli
 def test_a_fork_point_without_a_kept_state_names_the_flag_to_keep_it(mean_teacher_run, tmp_path):
     completed = train(
         *MTLC,
