@@ -278,7 +278,9 @@ def start_run_directory(
     if restore_from:
         stateful = [callback for callback in callbacks if hasattr(callback, "get_state")]
         initial_epoch = load_training_state(model, restore_from, stateful)
-        logging.info("Resuming %s at epoch %d.", model_dir, initial_epoch + 1)
+        logging.info(
+            "Restored %s: %s starts at epoch %d.", restore_from, model_dir, initial_epoch + 1
+        )
     atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
     atomic_write_json(
         os.path.join(model_dir, INDICES_FILE),
