@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -53,15 +54,20 @@ def _callback_key(callback, name: str) -> str:
     return f"callback/{type(callback).__name__}/{name}"
 
 
+def _stateful(callbacks) -> list:
+    """The callbacks whose state is saved: those with get_state/set_state."""
+    return [callback for callback in callbacks if hasattr(callback, "get_state")]
+
+
 def save_training_state(model: keras.Model, path: str, epoch: int, callbacks=()) -> None:
-    """Saves every model and optimizer variable, the next epoch and the state of the
-    `callbacks` (their `get_state()`) to `path` (.npz)."""
+    """Saves every model and optimizer variable, the next epoch and the state of those
+    `callbacks` that have one (their `get_state()`) to `path` (.npz)."""
     arrays = {
         f"v{index:05d}": keras.ops.convert_to_numpy(variable)
         for index, variable in enumerate(_state_variables(model))
     }
     arrays["next_epoch"] = np.array(epoch)
-    for callback in callbacks:
+    for callback in _stateful(callbacks):
         for name, value in callback.get_state().items():
             arrays[_callback_key(callback, name)] = np.asarray(value)
 
@@ -84,7 +90,7 @@ def load_training_state(model: keras.Model, path: str, callbacks=()) -> int:
             raise ValueError(f"{path} holds {saved} variables, the model has {len(variables)}")
         for index, variable in enumerate(variables):
             variable.assign(archive[f"v{index:05d}"])
-        for callback in callbacks:
+        for callback in _stateful(callbacks):
             prefix = _callback_key(callback, "")
             callback.set_state(
                 {
@@ -94,6 +100,15 @@ def load_training_state(model: keras.Model, path: str, callbacks=()) -> int:
                 }
             )
         return int(archive["next_epoch"])
+
+
+def saved_epoch(path: str) -> int | None:
+    """The epoch a training state file continues at, or None if there is none."""
+    try:
+        with np.load(path) as archive:
+            return int(archive["next_epoch"])
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 SNAPSHOT_FILE = "training_state_epoch{}.npz"
@@ -111,7 +126,7 @@ def snapshot_paths(model_dir: str) -> list[str]:
 
 class ResumeCheckpoint(keras.callbacks.Callback):
     """Saves the full training state at the end of every epoch that ended well, with
-    the state of `callbacks` (those with get_state/set_state).
+    the state of those `callbacks` that have one (get_state/set_state).
 
     An epoch cut short by another callback (a NaN loss, a collapse) is not saved, so
     the file always holds the last good state. After each epoch in `keep_epochs`
@@ -122,7 +137,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     def __init__(self, path: str, callbacks=(), keep_epochs=()):
         super().__init__()
         self.path = path
-        self.callbacks = list(callbacks)
+        self.callbacks = _stateful(callbacks)
         self.keep_epochs = frozenset(int(epoch) for epoch in keep_epochs)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -132,6 +147,6 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         if loss is not None and not np.isfinite(loss):
             return
         save_training_state(self.model, self.path, epoch + 1, self.callbacks)
-        if epoch + 1 in self.keep_epochs:
+        if epoch + 1 in self.keep_epochs:  # the same file, not a second serialization
             snapshot = snapshot_path(os.path.dirname(self.path), epoch + 1)
-            save_training_state(self.model, snapshot, epoch + 1, self.callbacks)
+            atomic_write(snapshot, lambda temporary: shutil.copyfile(self.path, temporary))

@@ -23,13 +23,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
-from lcmt_tf.checkpoint import atomic_write, atomic_write_json
+from lcmt_tf.checkpoint import atomic_write, atomic_write_json, saved_epoch
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.statistics import mean_std, paired_difference
-from lcmt_tf.train import build_model, configure_backend, load_training_data
+from lcmt_tf.train import STATE_FILE, build_model, configure_backend, load_training_data
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(ROOT_DIR, "scripts", "train.py")
@@ -228,12 +226,11 @@ def summarize(runs: Sequence[Run]) -> dict:
     for setting in settings:
         by_method = {}
         for method in METHODS:
-            seeds = [
-                run.seed
+            values = {
+                run.seed: finished[run.model_dir]
                 for run in runs
                 if (run.setting, run.method) == (setting, method) and run.model_dir in finished
-            ]
-            values = {seed: finished[_directory(runs, setting, method, seed)] for seed in seeds}
+            }
             by_method[method] = values
             rows.append(_row(setting, method, values))
         common = sorted(set(by_method["mt"]) & set(by_method["mtlc"]))
@@ -264,14 +261,6 @@ def _nan_to_none(value):
 
 def _identity(run: Run) -> dict:
     return {"setting": run.setting, "method": run.method, "seed": run.seed}
-
-
-def _directory(runs: Sequence[Run], setting: str, method: str, seed: int) -> str:
-    return next(
-        run.model_dir
-        for run in runs
-        if (run.setting, run.method, run.seed) == (setting, method, seed)
-    )
 
 
 def _row(setting: str, method: str, values: dict[int, dict]) -> dict:
@@ -377,7 +366,11 @@ def plan(runs: Sequence[Run], measure: Callable[[dict], float] | None = None) ->
     """Per run: its status, the epochs it has left, and its projected wall time, from
     the finished runs of the same setting and method (seconds per epoch they measured)
     or else from `measure(config)` (seconds per epoch; `measure_epoch_seconds`)."""
-    configs = {run.model_dir: resolve(run.args) for run in runs}
+    # One resolution per setting and method: its seeds differ only in seed and model_dir.
+    configs: dict[tuple[str, str], dict] = {}
+    for run in runs:
+        if (run.setting, run.method) not in configs:
+            configs[run.setting, run.method] = resolve(run.args)
     measured: dict[tuple[str, str], float] = {}
     for run in runs:
         results = read_results(run.model_dir)
@@ -386,11 +379,12 @@ def plan(runs: Sequence[Run], measure: Callable[[dict], float] | None = None) ->
             measured.setdefault((run.setting, run.method), results["wall_time_s"] / trained)
     entries = []
     for run in runs:
-        config, state = configs[run.model_dir], status(run)
+        key = (run.setting, run.method)
+        config, state = configs[key], status(run)
         start = config["lc_start_epoch"] if run.after else 0
         left = 0 if state in ("finished", "stopped") else config["epochs"] - start
-        left -= min(left, max(0, _next_epoch(run.model_dir) - start))
-        key = (run.setting, run.method)
+        trained = saved_epoch(os.path.join(run.model_dir, STATE_FILE)) or 0
+        left -= min(left, max(0, trained - start))
         if key not in measured and measure is not None and left:
             measured[key] = measure(config)
         seconds = measured.get(key)
@@ -404,14 +398,6 @@ def plan(runs: Sequence[Run], measure: Callable[[dict], float] | None = None) ->
             }
         )
     return entries
-
-
-def _next_epoch(model_dir: str) -> int:
-    try:
-        with np.load(os.path.join(model_dir, "training_state.npz")) as archive:
-            return int(archive["next_epoch"])
-    except (OSError, KeyError, ValueError):
-        return 0
 
 
 def measure_epoch_seconds(config: dict, steps: int = 3) -> float:

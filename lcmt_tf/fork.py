@@ -15,9 +15,7 @@ import json
 import os
 import shutil
 
-import numpy as np
-
-from lcmt_tf.checkpoint import snapshot_path
+from lcmt_tf.checkpoint import saved_epoch, snapshot_path
 from lcmt_tf.config import RESUMABLE_DIFFERENCES, TrainConfig
 from lcmt_tf.errors import UserInputError
 
@@ -51,7 +49,7 @@ def fork_state_path(config: TrainConfig, config_file: str, state_file: str) -> s
         raise UserInputError(f"cannot read {source_config_path} ({error})") from None
     check_fork(config, source)
     for path in (snapshot_path(source_dir, epoch), os.path.join(source_dir, state_file)):
-        if os.path.isfile(path) and _next_epoch(path) == epoch:
+        if saved_epoch(path) == epoch:
             return path
     raise UserInputError(
         f"--fork_from={source_dir} has no training state after epoch {epoch} "
@@ -93,8 +91,3 @@ def copy_history(source_dir: str, model_dir: str, history_file: str) -> None:
     source = os.path.join(source_dir, history_file)
     if os.path.isfile(source):
         shutil.copyfile(source, os.path.join(model_dir, history_file))
-
-
-def _next_epoch(path: str) -> int:
-    with np.load(path) as archive:
-        return int(archive["next_epoch"])

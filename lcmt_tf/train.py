@@ -276,8 +276,7 @@ def start_run_directory(
         shutil.rmtree(os.path.join(model_dir, TENSORBOARD_DIR), ignore_errors=True)
     initial_epoch = 0
     if restore_from:
-        stateful = [callback for callback in callbacks if hasattr(callback, "get_state")]
-        initial_epoch = load_training_state(model, restore_from, stateful)
+        initial_epoch = load_training_state(model, restore_from, callbacks)
         logging.info(
             "Restored %s: %s starts at epoch %d.", restore_from, model_dir, initial_epoch + 1
         )
@@ -316,11 +315,10 @@ def build_callbacks(
         CollapseMonitor(stop=config.stop_on_collapse),
         PeriodicEvaluation(test_batches, config.eval_every, config.epochs),
     ]
-    stateful = [callback for callback in callbacks if hasattr(callback, "get_state")]
     return [
         *callbacks,
         ResumeCheckpoint(
-            os.path.join(config.model_dir, STATE_FILE), stateful, config.kept_epochs()
+            os.path.join(config.model_dir, STATE_FILE), callbacks, config.kept_epochs()
         ),
         HistoryCSV(
             os.path.join(config.model_dir, HISTORY_FILE),
