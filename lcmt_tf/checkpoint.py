@@ -10,40 +10,13 @@ written to a temporary name and renamed over the previous one.
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 import shutil
-import tempfile
-from typing import Any
 
 import keras
 import numpy as np
 
-
-def atomic_write(path: str, write) -> None:
-    """Calls write(temporary_path), then renames it to `path` (atomic on POSIX)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    os.close(handle)
-    try:
-        write(temporary)
-        with open(temporary, "rb") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def atomic_write_json(path: str, value: Any) -> None:
-    def write(temporary):
-        with open(temporary, "w") as file:
-            json.dump(value, file, indent=2, sort_keys=True)
-            file.write("\n")
-
-    atomic_write(path, write)
+from lcmt_tf.run_files import atomic_write, snapshot_path
 
 
 def _state_variables(model: keras.Model) -> list:
@@ -100,28 +73,6 @@ def load_training_state(model: keras.Model, path: str, callbacks=()) -> int:
                 }
             )
         return int(archive["next_epoch"])
-
-
-def saved_epoch(path: str) -> int | None:
-    """The epoch a training state file continues at, or None if there is none."""
-    try:
-        with np.load(path) as archive:
-            return int(archive["next_epoch"])
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-SNAPSHOT_FILE = "training_state_epoch{}.npz"
-
-
-def snapshot_path(model_dir: str, epoch: int) -> str:
-    """Where a run keeps its training state after `epoch` epochs (--keep_epochs)."""
-    return os.path.join(model_dir, SNAPSHOT_FILE.format(int(epoch)))
-
-
-def snapshot_paths(model_dir: str) -> list[str]:
-    """The snapshots a run directory holds."""
-    return sorted(glob.glob(os.path.join(model_dir, SNAPSHOT_FILE.format("*"))))
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):

@@ -32,13 +32,7 @@ from lcmt_tf.callbacks import (
     PeriodicEvaluation,
     linear_lr_decay,
 )
-from lcmt_tf.checkpoint import (
-    ResumeCheckpoint,
-    atomic_write,
-    atomic_write_json,
-    load_training_state,
-    snapshot_paths,
-)
+from lcmt_tf.checkpoint import ResumeCheckpoint, load_training_state
 from lcmt_tf.config import RESUMABLE_DIFFERENCES, TrainConfig
 from lcmt_tf.data import (
     ImageDataset,
@@ -53,16 +47,21 @@ from lcmt_tf.mean_teacher import MeanTeacher, errors_from_accuracies
 from lcmt_tf.models import MODELS
 from lcmt_tf.models.convnet_wn import initialize_from_data
 from lcmt_tf.optimizers import CoupledWeightDecaySGD
+from lcmt_tf.run_files import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    INDICES_FILE,
+    MODEL_FILE,
+    RESULTS_FILE,
+    RUN_FILES,
+    STATE_FILE,
+    TENSORBOARD_DIR,
+    atomic_write,
+    atomic_write_json,
+    snapshot_paths,
+)
 from lcmt_tf.steps import SUPPORTED_BACKENDS
 
-CONFIG_FILE = "config.json"
-INDICES_FILE = "labeled_indices.json"
-STATE_FILE = "training_state.npz"
-RESULTS_FILE = "results.json"
-MODEL_FILE = "model.keras"
-TENSORBOARD_DIR = "tensorboard"
-HISTORY_FILE = "history.csv"
-RUN_FILES = (CONFIG_FILE, INDICES_FILE, STATE_FILE, RESULTS_FILE, MODEL_FILE, HISTORY_FILE)
 EVALUATION_BATCH_SIZE = 500
 BEST_ERROR_NOTE = (
     "lowest teacher test error over the run's evaluations (every --eval_every epochs and "

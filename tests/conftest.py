@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 
@@ -34,6 +35,20 @@ def train(*args, cwd=ROOT, env=None):
         text=True,
         timeout=600,
     )
+
+
+# What TensorFlow's C++ runtime prints on stderr when it is imported (absl-formatted
+# INFO/WARNING lines such as "oneDNN custom operations are on"; TF 2.21 prints them
+# whatever TF_CPP_MIN_LOG_LEVEL says), as opposed to what the command itself says.
+BACKEND_STARTUP_LOG = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWE]\d{4} \d\d:\d\d:|"
+    r"To enable the following instructions)"
+)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The command's own stderr lines, without the backend's start-up log."""
+    return [line for line in stderr.strip().splitlines() if not BACKEND_STARTUP_LOG.match(line)]
 
 
 class FixedBatches(keras.utils.PyDataset):

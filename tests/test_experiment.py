@@ -1,5 +1,9 @@
-"""scripts/experiment.py table: statistics against scipy, the runs it makes, the table's
-numbers against the runs' own results.json, skip/resume on a rerun, and its errors."""
+"""scripts/experiment.py: statistics against scipy; the table's, the sweep's and the
+curves' numbers against the runs' own results.json and history.csv (recomputed with
+NumPy); skip/resume on a rerun; t-SNE outputs; and the commands' errors.
+
+The command-line tests share one forked digits table (2 seeds, 4 epochs), trained once.
+"""
 
 import csv
 import json
@@ -13,10 +17,10 @@ import pytest
 from scipy import stats
 
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.experiment import parse_seeds
-from lcmt_tf.statistics import mean_std, paired_difference
+from lcmt_tf.experiments.runner import parse_seeds
+from lcmt_tf.experiments.statistics import mean_std, paired_difference
 
-from conftest import ROOT
+from conftest import ROOT, error_lines
 
 SCRIPT = os.path.join(ROOT, "scripts", "experiment.py")
 # Digits MT and MT+LC, 4 epochs, LC from epoch 2 (the fork point), decay in the last.
@@ -81,14 +85,26 @@ def test_bad_seed_ranges_are_refused(text):
         (["table", "--settings=digits", "--set=epochs"], "--set='epochs' must look like KEY=VALUE"),
         (["table", "--settings=digits", "--seeds=x"], "--seeds='x'"),
         (["table"], "--settings is empty"),
-        (["plot", "--settings=digits"], "give one command (table)"),
+        (["plot", "--settings=digits"], "give one command (table, sweep, curves, tsne)"),
+        (["table", "--settings=digits", "--methods=mt"], "give mt and mtlc"),
+        (["sweep", "--setting=digits", "--values=1"], "--param is required"),
+        (["sweep", "--setting=digits", "--param=lc_epsilon"], "--values is required"),
+        (["sweep", "--setting=digits", "--param=model", "--values=1"], "not a numeric"),
+        (["sweep", "--setting=digits", "--param=lc_weight", "--values=1,1"], "distinct"),
+        (
+            ["sweep", "--setting=digits", "--param=lr", "--values=0.1", "--fork"],
+            "--fork: --param=lr",
+        ),
+        (["sweep", "--setting=nope", "--param=lc_weight", "--values=1"], "setting 'nope' needs"),
+        (["curves", "--setting=digits"], "no runs with a history.csv"),
+        (["tsne", "--setting=digits"], "does not exist"),
     ],
 )
 @pytest.mark.tensorflow_only  # the command line's checks do not depend on the backend
 def test_mistakes_end_with_one_line_and_exit_2(args, message, tmp_path):
     completed = experiment(*args, f"--root={tmp_path / 'root'}")
     assert completed.returncode == 2, completed.stderr
-    lines = completed.stderr.strip().splitlines()
+    lines = error_lines(completed.stderr)
     assert len(lines) == 1 and lines[0].startswith("experiment.py: error: "), lines
     assert message in lines[0]
     assert not (tmp_path / "root").exists()
@@ -113,27 +129,39 @@ def results(path):
         return json.load(file)
 
 
-@pytest.mark.tensorflow_only
-def test_forked_table_matches_its_runs_and_a_rerun_only_finishes_what_is_left(tmp_path):
-    root = tmp_path / "table"
-    args = ["table", "--settings=digits", "--seeds=0-1", f"--root={root}", "--fork", *SHORT]
-    completed = experiment(*args, "--parallel=2")
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+SEEDS = (0, 1)
 
-    runs = {(m, s): root / "digits" / m / f"seed_{s}" for m in ("mt", "mtlc") for s in (0, 1)}
+
+@pytest.fixture(scope="module")
+def table_root(tmp_path_factory):
+    """A forked digits table, seeds 0-1, trained once for the tests below."""
+    root = tmp_path_factory.mktemp("experiment") / "table"
+    completed = experiment("table", "--settings=digits", "--seeds=0-1", f"--root={root}",
+                           "--fork", "--parallel=2", *SHORT)  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return root
+
+
+def run_dirs(root):
+    return {(m, s): root / "digits" / m / f"seed_{s}" for m in ("mt", "mtlc") for s in SEEDS}
+
+
+@pytest.mark.tensorflow_only
+def test_forked_table_matches_its_runs(table_root):
+    runs = run_dirs(table_root)
     for (method, seed), directory in runs.items():
         config = json.load(open(directory / "config.json"))
         assert (config["seed"], config["label_seed"], config["epochs"]) == (seed, seed, 4)
         assert config["lc_weight"] == (0.0 if method == "mt" else 10.0)
     # The Mean Teacher runs keep the fork point; the MT+LC runs start from it.
-    assert all((runs["mt", s] / "training_state_epoch2.npz").exists() for s in (0, 1))
+    assert all((runs["mt", s] / "training_state_epoch2.npz").exists() for s in SEEDS)
     assert json.load(open(runs["mtlc", 0] / "config.json"))["fork_from"] == str(runs["mt", 0])
 
-    table = json.load(open(root / "table.json"))
+    table = json.load(open(table_root / "table.json"))
     for row in table["rows"]:
-        errors = [results(runs[row["method"], s])["teacher_test_error"] for s in (0, 1)]
-        students = [results(runs[row["method"], s])["student_test_error"] for s in (0, 1)]
-        assert row["seeds"] == [0, 1] and row["teacher_test_errors"] == errors
+        errors = [results(runs[row["method"], s])["teacher_test_error"] for s in SEEDS]
+        students = [results(runs[row["method"], s])["student_test_error"] for s in SEEDS]
+        assert row["seeds"] == list(SEEDS) and row["teacher_test_errors"] == errors
         assert row["teacher_test_error_mean"] == pytest.approx(np.mean(errors))
         assert row["teacher_test_error_std"] == pytest.approx(np.std(errors, ddof=1))
         assert row["student_test_error_std"] == pytest.approx(np.std(students, ddof=1))
@@ -141,17 +169,22 @@ def test_forked_table_matches_its_runs_and_a_rerun_only_finishes_what_is_left(tm
     differences = [
         results(runs["mtlc", s])["teacher_test_error"]
         - results(runs["mt", s])["teacher_test_error"]
-        for s in (0, 1)
+        for s in SEEDS
     ]
     assert paired["teacher_differences"] == pytest.approx(differences)
     assert paired["teacher_difference_mean"] == pytest.approx(np.mean(differences))
-    with open(root / "table.csv", newline="") as file:
+    with open(table_root / "table.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert [(r["method"], float(r["teacher_test_error_mean"])) for r in rows] == [
         (r["method"], pytest.approx(r["teacher_test_error_mean"])) for r in table["rows"]
     ]
-    assert "test-set selection" in (root / "table.md").read_text()
+    assert "test-set selection" in (table_root / "table.md").read_text()
 
+
+@pytest.mark.tensorflow_only
+def test_a_table_rerun_only_finishes_what_is_left(table_root):
+    runs = run_dirs(table_root)
+    before = json.load(open(table_root / "table.json"))
     # A run killed before it ended has no results.json: only it runs again.
     os.remove(runs["mtlc", 1] / "results.json")
     finished = {
@@ -159,12 +192,149 @@ def test_forked_table_matches_its_runs_and_a_rerun_only_finishes_what_is_left(tm
         for key, path in runs.items()
         if key != ("mtlc", 1)
     }
-    completed = experiment(*args)
+    completed = experiment("table", "--settings=digits", "--seeds=0-1", f"--root={table_root}",
+                           "--fork", *SHORT)  # fmt: skip
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert completed.stdout.count("(finished earlier)") == 3
     assert f"resume {runs['mtlc', 1]}" in completed.stdout
     assert {key: os.path.getmtime(runs[key] / "results.json") for key in finished} == finished
-    rerun = json.load(open(root / "table.json"))["rows"]
+    rerun = json.load(open(table_root / "table.json"))["rows"]
     assert [row["teacher_test_errors"] for row in rerun] == [
-        row["teacher_test_errors"] for row in table["rows"]
+        row["teacher_test_errors"] for row in before["rows"]
     ]
+
+
+@pytest.mark.tensorflow_only
+def test_sweep_shares_the_table_runs_and_summarizes_each_value(table_root):
+    # 0: Mean Teacher (the table's run); 0.1: the flag file's epsilon (the table's MT+LC
+    # run); 0.5: new forked runs.
+    completed = experiment("sweep", "--setting=digits", "--param=lc_epsilon",
+                           "--values=0,0.1,0.5", "--seeds=0-1", f"--root={table_root}",
+                           "--fork", *SHORT)  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert completed.stdout.count("(finished earlier)") == 4
+    new = {s: table_root / "digits" / "lc_epsilon_0.5" / f"seed_{s}" for s in SEEDS}
+    for seed, directory in new.items():
+        config = json.load(open(directory / "config.json"))
+        assert config["lc_epsilon"] == 0.5 and config["fork_from"] == str(
+            run_dirs(table_root)["mt", seed]
+        )
+    sweep = json.load(open(table_root / "sweep.json"))
+    assert sweep["param"] == "lc_epsilon"
+    by_value = {row["lc_epsilon"]: row for row in sweep["rows"]}
+    assert set(by_value) == {0.0, 0.1, 0.5} and by_value[0.0]["method"] == "mt"
+    sources = {0.0: [run_dirs(table_root)["mt", s] for s in SEEDS],
+               0.1: [run_dirs(table_root)["mtlc", s] for s in SEEDS],
+               0.5: [new[s] for s in SEEDS]}  # fmt: skip
+    for value, directories in sources.items():
+        errors = [results(directory)["teacher_test_error"] for directory in directories]
+        assert by_value[value]["teacher_test_errors"] == errors
+        assert by_value[value]["teacher_test_error_std"] == pytest.approx(np.std(errors, ddof=1))
+    with open(table_root / "sweep.csv", newline="") as file:
+        assert [float(row["lc_epsilon"]) for row in csv.DictReader(file)] == [0.0, 0.1, 0.5]
+    assert (table_root / "sweep.png").stat().st_size > 10_000
+
+
+@pytest.mark.tensorflow_only
+def test_curves_average_the_runs_histories(table_root):
+    completed = experiment("curves", "--setting=digits", f"--root={table_root}")
+    assert completed.returncode == 0, completed.stderr
+    curves = json.load(open(table_root / "digits" / "curves.json"))
+    assert curves["lc_start_epoch"] == 2
+    for method in ("mt", "mtlc"):
+        entry = curves["methods"][method]
+        assert entry["seeds"] == list(SEEDS) and entry["epochs"] == [2, 4]  # --eval_every=2
+        for network in ("student", "teacher"):
+            values = []
+            for seed in SEEDS:
+                with open(run_dirs(table_root)[method, seed] / "history.csv", newline="") as f:
+                    rows = {int(r["epoch"]): r for r in csv.DictReader(f)}
+                values.append([float(rows[e][f"{network}_test_error"]) for e in (2, 4)])
+            assert entry[f"{network}_test_error_mean"] == pytest.approx(np.mean(values, axis=0))
+            assert entry[f"{network}_test_error_std"] == pytest.approx(
+                np.std(values, axis=0, ddof=1)
+            )
+    # Forked: both methods share epoch 2 exactly.
+    assert curves["methods"]["mt"]["teacher_test_error_mean"][0] == pytest.approx(
+        curves["methods"]["mtlc"]["teacher_test_error_mean"][0]
+    )
+    assert (table_root / "digits" / "curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.tensorflow_only
+def test_tsne_maps_both_runs_and_writes_projector_files(table_root):
+    completed = experiment("tsne", "--setting=digits", f"--root={table_root}", "--max_points=60")
+    assert completed.returncode == 0, completed.stderr
+    output = table_root / "digits"
+    summary = json.load(open(output / "tsne.json"))
+    from lcmt_tf.data import load_dataset
+
+    data = load_dataset("digits")
+    labeled = json.load(open(run_dirs(table_root)["mt", 0] / "labeled_indices.json"))
+    for split, labels in (("train", data.y_train), ("test", data.y_test)):
+        assert (output / f"tsne_{split}.png").stat().st_size > 10_000
+        mt_panel, mtlc_panel = summary["panels"][split]
+        assert mt_panel["indices"] == mtlc_panel["indices"]  # the same images in both maps
+        indices = mt_panel["indices"]
+        assert len(indices) == 60 == len(set(indices)) and np.shape(mt_panel["points"]) == (60, 2)
+        assert mt_panel["labels"] == labels[indices].tolist()
+        if split == "train":
+            assert mt_panel["labeled"] == [i in labeled["labeled_indices"] for i in indices]
+        projector = run_dirs(table_root)["mtlc", 0] / "tensorboard" / "projector"
+        vectors = np.loadtxt(projector / f"{split}_features.tsv", delimiter="\t")
+        metadata = np.loadtxt(projector / f"{split}_metadata.tsv", delimiter="\t", skiprows=1)
+        assert vectors.shape[0] == 60 and metadata[:, 0].tolist() == labels[indices].tolist()
+    assert "train_features.tsv" in (projector / "projector_config.pbtxt").read_text()
+    assert list(projector.glob("events.out.tfevents.*"))  # TensorBoard lists it as a run
+
+
+def fake_run(directory, teacher, student, collapsed_at_end):
+    """A finished run directory: results.json and a two-epoch history.csv."""
+    os.makedirs(directory)
+    with open(directory / "results.json", "w") as file:
+        json.dump({"completed": True, "teacher_test_error": teacher,
+                   "student_test_error": student, "teacher_best_test_error": teacher - 1,
+                   "wall_time_s": 1.0}, file)  # fmt: skip
+    with open(directory / "history.csv", "w") as file:
+        file.write(f"epoch,collapsed\n1,0.0\n2,{float(collapsed_at_end)}\n")
+
+
+def test_sweep_summary_marks_collapsed_seeds_and_leaves_out_unfinished_runs(tmp_path):
+    from lcmt_tf.experiments.runner import Run
+    from lcmt_tf.experiments.sweep import markdown, summarize_sweep
+
+    runs = []
+    errors = {(0.0, 0): 9.0, (0.0, 1): 7.0, (5.0, 0): 40.0, (5.0, 1): 8.0}
+    for (value, seed), error in errors.items():
+        directory = tmp_path / f"v{value}" / f"seed_{seed}"
+        fake_run(directory, error, error + 0.5, collapsed_at_end=error > 30)
+        method = "mt" if value == 0 else "mtlc"
+        runs.append(Run("s", method, seed, str(directory), (), value=value))
+    runs.append(Run("s", "mtlc", 2, str(tmp_path / "v5.0" / "seed_2"), (), value=5.0))
+    sweep = summarize_sweep(runs, "lc_weight")
+    mt, lc = sweep["rows"]
+    assert (mt["lc_weight"], mt["seeds"], mt["collapsed_seeds"]) == (0.0, [0, 1], [])
+    assert (lc["lc_weight"], lc["seeds"], lc["collapsed_seeds"]) == (5.0, [0, 1], [0])
+    assert lc["teacher_test_error_mean"] == pytest.approx(24.0)
+    assert lc["student_test_error_std"] == pytest.approx(np.std([40.5, 8.5], ddof=1))
+    assert sweep["incomplete"] == [
+        {
+            "setting": "s",
+            "method": "mtlc",
+            "seed": 2,
+            "value": 5.0,
+            "status": "new",
+            "stop_reason": None,
+        }  # fmt: skip
+    ]
+    assert "| 5 | MT + LC | 0,1 | 24.00 ± 22.63 |" in markdown(sweep)
+
+
+@pytest.mark.parametrize("count, limit", [(10, 20), (1000, 50)])
+def test_tsne_subsample_is_seeded_and_without_replacement(count, limit):
+    from lcmt_tf.experiments.tsne import subsample
+
+    chosen = subsample(count, limit, seed=3)
+    assert len(chosen) == min(count, limit) == len(set(chosen.tolist()))
+    assert chosen.tolist() == sorted(chosen.tolist()) and chosen.max() < count
+    assert subsample(count, limit, seed=3).tolist() == chosen.tolist()

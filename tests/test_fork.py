@@ -12,7 +12,7 @@ from lcmt_tf.config import TrainConfig
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.fork import check_fork
 
-from conftest import train
+from conftest import error_lines, train
 
 # The subprocess tests run once, on TensorFlow: forking is backend-independent file
 # handling, and restoring a state on JAX is tested by the resume tests.
@@ -92,7 +92,7 @@ def test_a_fork_from_a_run_trained_otherwise_is_one_line_and_exit_2(mean_teacher
         *MTLC, "--seed=5", f"--fork_from={mean_teacher_run}", f"--model_dir={tmp_path / 'f'}"
     )
     assert completed.returncode == 2
-    assert completed.stderr.strip().splitlines() == [
+    assert error_lines(completed.stderr) == [
         f"train.py: error: --fork_from={mean_teacher_run} trained the first {FORK_EPOCH} "
         "epochs differently (seed: 0 there, 5 here)"
     ]
@@ -109,7 +109,7 @@ def test_a_fork_point_without_a_kept_state_names_the_flag_to_keep_it(mean_teache
     )
     assert completed.returncode == 2
     assert "train it with --keep_epochs=1" in completed.stderr
-    assert len(completed.stderr.strip().splitlines()) == 1
+    assert len(error_lines(completed.stderr)) == 1
 
 
 MT_CONFIG = TrainConfig(epochs=30, lr_decay_epochs=10, lc_weight=0.0)

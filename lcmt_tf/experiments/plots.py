@@ -1,0 +1,156 @@
+"""The experiment figures, with matplotlib (the `experiments` extra): a sweep's error
+against the value (Figures 4-5), test-error curves (Figure 3) and t-SNE maps
+(Figures 6-7). Each takes the numbers its command computed and writes one PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lcmt_tf.errors import UserInputError
+from lcmt_tf.run_files import atomic_write
+
+METHOD_LABELS = {"mt": "Mean Teacher", "mtlc": "MT + LC"}
+METHOD_COLORS = {"mt": "tab:blue", "mtlc": "tab:red"}
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend; a clear error without it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserInputError(
+            "the figures need matplotlib: pip install -e '.[experiments]'"
+        ) from None
+    return plt
+
+
+def save(figure, path: str) -> None:
+    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+    pyplot().close(figure)
+
+
+def _none_to_nan(values: Sequence) -> np.ndarray:
+    return np.array([np.nan if value is None else value for value in values], dtype=float)
+
+
+def plot_sweep(sweep: dict, path: str) -> None:
+    """Final teacher and student test error (mean ± sample std over seeds) against the
+    swept value, evenly spaced; Mean Teacher as a horizontal reference line with its
+    ±1 std band; every seed of a collapsed run marked with an x."""
+    plt = pyplot()
+    param = sweep["param"]
+    lc_rows = [row for row in sweep["rows"] if row["method"] == "mtlc"]
+    mt_rows = [row for row in sweep["rows"] if row["method"] == "mt" and row["seeds"]]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    positions = np.arange(len(lc_rows))
+    for axis, network in zip(axes, ("teacher", "student")):
+        key = f"{network}_test_error"
+        means = _none_to_nan([row[f"{key}_mean"] for row in lc_rows])
+        stds = np.nan_to_num(_none_to_nan([row[f"{key}_std"] for row in lc_rows]))
+        axis.errorbar(
+            positions,
+            means,
+            yerr=stds,
+            fmt="o-",
+            capsize=4,
+            color=METHOD_COLORS["mtlc"],
+            label="MT + LC (mean ± std)",
+        )
+        for position, row in zip(positions, lc_rows):
+            bad = [row[f"{key}s"][row["seeds"].index(s)] for s in row["collapsed_seeds"]]
+            axis.scatter(
+                [position] * len(bad),
+                bad,
+                marker="x",
+                s=60,
+                color="black",
+                zorder=3,
+                label="collapsed run" if bad else None,
+            )
+        for row in mt_rows:
+            mean, std = row[f"{key}_mean"], row[f"{key}_std"] or 0.0
+            axis.axhline(
+                mean,
+                color=METHOD_COLORS["mt"],
+                linestyle="--",
+                label=f"Mean Teacher ({param} = 0)" if row[param] == 0 else "Mean Teacher",
+            )
+            axis.axhspan(mean - std, mean + std, color=METHOD_COLORS["mt"], alpha=0.12)
+        axis.set_xticks(positions, [f"{row[param]:g}" for row in lc_rows])
+        axis.set_xlabel(param)
+        axis.set_title(f"{network}, final epoch")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("test error (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    axes[0].legend(unique.values(), unique.keys(), fontsize=8)
+    seeds = sorted({seed for row in sweep["rows"] for seed in row["seeds"]})
+    figure.suptitle(f"{sweep['setting']}: sweep of {param} (seeds {','.join(map(str, seeds))})")
+    figure.tight_layout()
+    save(figure, path)
+
+
+def plot_curves(curves: dict, path: str) -> None:
+    """Student and teacher test error against epoch for each method: mean over seeds,
+    band ±1 std, the LC start epoch marked."""
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for axis, network in zip(axes, ("student", "teacher")):
+        # MT+LC first, so that Mean Teacher is drawn over the epochs a forked pair shares.
+        for method, entry in sorted(curves["methods"].items(), reverse=True):
+            epochs = np.array(entry["epochs"])
+            mean = _none_to_nan(entry[f"{network}_test_error_mean"])
+            std = np.nan_to_num(_none_to_nan(entry[f"{network}_test_error_std"]))
+            label = f"{METHOD_LABELS[method]} ({len(entry['seeds'])} seeds)"
+            axis.plot(epochs, mean, color=METHOD_COLORS[method], label=label)
+            axis.fill_between(
+                epochs, mean - std, mean + std, color=METHOD_COLORS[method], alpha=0.2, linewidth=0
+            )
+        if curves["lc_start_epoch"] is not None:
+            axis.axvline(
+                curves["lc_start_epoch"],
+                color="gray",
+                linestyle=":",
+                label=f"LC starts (epoch {curves['lc_start_epoch']})",
+            )
+        axis.set_xlabel("epoch")
+        axis.set_title(f"{network}")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("test error (%)")
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"{curves['setting']}: test error during training (mean ± std over seeds)")
+    figure.tight_layout()
+    save(figure, path)
+
+
+def plot_tsne(
+    panels: Sequence[dict], path: str, color_by: str, class_names: Sequence[str] | None = None
+) -> None:
+    """Side-by-side t-SNE maps, one panel per run ({"title", "points" (n, 2),
+    "labels", "labeled"}). color_by="labeled": labeled images against unlabeled ones;
+    "class": one colour per class."""
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.5), squeeze=False)
+    for axis, panel in zip(axes[0], panels):
+        points = np.asarray(panel["points"])
+        if color_by == "labeled":
+            labeled = np.asarray(panel["labeled"], dtype=bool)
+            axis.scatter(*points[~labeled].T, s=4, color="tab:gray", alpha=0.5, label="unlabeled")
+            axis.scatter(*points[labeled].T, s=14, color="tab:red", label="labeled")
+        else:
+            labels = np.asarray(panel["labels"])
+            colors = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
+            for label in np.unique(labels):
+                name = class_names[label] if class_names else str(label)
+                axis.scatter(*points[labels == label].T, s=4, color=colors(label % 20), label=name)
+        axis.set_title(panel["title"], fontsize=10)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.legend(fontsize=7, markerscale=2, loc="best")
+    figure.tight_layout()
+    save(figure, path)

@@ -1,0 +1,318 @@
+"""Many runs of scripts/train.py: what they are, which are done, running the rest.
+
+An experiment (a table, a sweep) is a list of `Run`s, each an ordinary run directory
+with the command-line arguments that train it, so every run resumes, and running the
+same experiment again skips the finished runs and continues the others. A forked run
+(`--fork_from`) waits for the run it starts from.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from lcmt_tf.config import TrainConfig
+from lcmt_tf.errors import UserInputError
+from lcmt_tf.run_files import (
+    HISTORY_FILE,
+    RESULTS_FILE,
+    STATE_FILE,
+    atomic_write,
+    saved_epoch,
+)
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_SCRIPT = os.path.join(ROOT_DIR, "scripts", "train.py")
+FLAGS_DIR = os.path.join(ROOT_DIR, "flags")
+# The methods of a setting S and their flag files: flags/S_supervised.txt (optional),
+# flags/S_mt.txt and flags/S.txt.
+METHODS = ("supervised", "mt", "mtlc")
+METHOD_NAMES = {"supervised": "supervised only", "mt": "Mean Teacher", "mtlc": "MT + LC"}
+FLAG_FILE_SUFFIX = {"supervised": "_supervised", "mt": "_mt", "mtlc": ""}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run of an experiment: scripts/train.py with `args`."""
+
+    setting: str
+    method: str  # one of METHODS
+    seed: int
+    model_dir: str
+    args: tuple[str, ...]
+    after: str | None = None  # model_dir of the run it forks from, which must finish first
+    value: float | None = None  # a sweep's value of its parameter
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,2,5' and mixtures like '0-2,7' work too."""
+    seeds: list[int] = []
+    try:
+        for part in filter(None, (part.strip() for part in text.split(","))):
+            first, _, last = part.partition("-")
+            seeds += range(int(first), int(last or first) + 1)
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UserInputError(f"--seeds={text!r}: give distinct seeds >= 0, like 0-4 or 0,1,2")
+    return seeds
+
+
+def flag_file(setting: str, method: str, flags_dir: str = FLAGS_DIR) -> str:
+    """flags/S_supervised.txt, flags/S_mt.txt or flags/S.txt."""
+    return os.path.join(flags_dir, f"{setting}{FLAG_FILE_SUFFIX[method]}.txt")
+
+
+def flag_files(setting: str, methods: Sequence[str], flags_dir: str = FLAGS_DIR) -> dict:
+    """{method: flag file} of a setting; a missing file is a UserInputError."""
+    files = {method: flag_file(setting, method, flags_dir) for method in methods}
+    missing = [path for path in files.values() if not os.path.isfile(path)]
+    if missing:
+        raise UserInputError(
+            f"setting {setting!r} needs the flag files {', '.join(files.values())}; "
+            f"{missing[0]} does not exist"
+        )
+    return files
+
+
+def run_args(flagfile: str, extra: Sequence[str], seed: int, model_dir: str) -> list[str]:
+    """train.py's arguments for one seed of a flag file (seed = label split)."""
+    return [
+        f"--flagfile={flagfile}",
+        *extra,
+        f"--seed={seed}",
+        f"--label_seed={seed}",
+        f"--model_dir={model_dir}",
+        "--verbose=2",
+    ]
+
+
+def override_args(overrides: Sequence[str]) -> list[str]:
+    """--set KEY=VALUE entries as train.py flags."""
+    args = []
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        if not equals or not key.strip():
+            raise UserInputError(f"--set={override!r} must look like KEY=VALUE, e.g. epochs=12")
+        args.append(f"--{key.strip()}={value}")
+    return args
+
+
+def resolve(args: Sequence[str]) -> dict:
+    """The configuration scripts/train.py resolves from `args` (its --dry_run); its
+    one-line error becomes a UserInputError."""
+    completed = subprocess.run(
+        [sys.executable, TRAIN_SCRIPT, *args, "--dry_run"],
+        cwd=ROOT_DIR,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+    )
+    if completed.returncode != 0:
+        lines = completed.stderr.strip().splitlines() or ["train.py failed"]
+        raise UserInputError(lines[-1].removeprefix("train.py: error: "))
+    return json.loads(completed.stdout)
+
+
+def read_results(model_dir: str) -> dict | None:
+    """A run's results.json, or None if it has none (yet)."""
+    try:
+        with open(os.path.join(model_dir, RESULTS_FILE)) as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return None
+
+
+def read_history(model_dir: str) -> list[dict[str, float]]:
+    """A run's history.csv: a dict per epoch (`epoch` 1-based), NaN where a value was
+    not logged that epoch (test errors between evaluations); [] if there is none."""
+    try:
+        with open(os.path.join(model_dir, HISTORY_FILE), newline="") as file:
+            rows = list(csv.DictReader(file))
+    except OSError:
+        return []
+    return [
+        {key: float(value) if value else math.nan for key, value in row.items()} for row in rows
+    ]
+
+
+def finished_results(runs: Sequence[Run]) -> dict[str, dict]:
+    """{model_dir: results} of the runs that completed."""
+    results = {run.model_dir: read_results(run.model_dir) for run in runs}
+    return {key: value for key, value in results.items() if value and value.get("completed")}
+
+
+def unfinished(runs: Sequence[Run], finished: dict[str, dict]) -> list[dict]:
+    """The runs not in `finished`, with their status and why they stopped."""
+    entries = []
+    for run in runs:
+        if run.model_dir not in finished:
+            reason = (read_results(run.model_dir) or {}).get("stop_reason")
+            entries.append({**identity(run), "status": status(run), "stop_reason": reason})
+    return entries
+
+
+def identity(run: Run) -> dict:
+    """What names a run in a table: setting, method, seed (and a sweep's value)."""
+    names = {"setting": run.setting, "method": run.method, "seed": run.seed}
+    return names if run.value is None else {**names, "value": run.value}
+
+
+def nan_to_none(value):
+    """JSON has no NaN: a statistic that needs more seeds than there are is null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: nan_to_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [nan_to_none(item) for item in value]
+    return value
+
+
+def write_csv(path: str, columns: Sequence[str], rows: Sequence[dict]) -> None:
+    """Writes `rows` (dicts) as CSV with `columns`, lists joined by spaces, atomically."""
+
+    def write(temporary):
+        with open(temporary, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(columns)
+            for row in rows:
+                values = (row.get(column) for column in columns)
+                writer.writerow(
+                    [" ".join(map(str, v)) if isinstance(v, list) else v for v in values]
+                )
+
+    atomic_write(path, write)
+
+
+def status(run: Run) -> str:
+    """'finished' (completed), 'stopped' (a NaN loss or a collapse ended it: rerunning
+    would stop again), 'unfinished' (started, not ended) or 'new'."""
+    results = read_results(run.model_dir)
+    if results is not None and results.get("completed"):
+        return "finished"
+    if results is not None and results.get("stop_reason"):
+        return "stopped"
+    return "unfinished" if os.path.isdir(run.model_dir) else "new"
+
+
+def execute(
+    runs: Sequence[Run], parallel: int = 1, report: Callable[[str], None] = print
+) -> dict[str, int]:
+    """Runs what is not finished, `parallel` at a time, each as a subprocess whose
+    output goes to MODEL_DIR.log; a forked run waits for its source. Returns each
+    run's exit status (0 for a run that was already finished)."""
+    outcomes: dict[str, int] = {}
+    done = {run.model_dir: threading.Event() for run in runs}
+    lock = threading.Lock()
+
+    def one(run: Run) -> None:
+        code = 1
+        try:
+            code = attempt(run)
+        finally:
+            with lock:
+                outcomes[run.model_dir] = code
+            done[run.model_dir].set()
+
+    def attempt(run: Run) -> int:
+        if run.after in done:
+            done[run.after].wait()
+            with lock:
+                failed = outcomes.get(run.after) != 0
+            if failed:
+                report(f"skip   {run.model_dir}: the run it forks from did not finish")
+                return 1
+        state = status(run)
+        if state in ("finished", "stopped"):
+            report(f"done   {run.model_dir} ({state} earlier)")
+            return 0 if state == "finished" else 1
+        os.makedirs(os.path.dirname(run.model_dir), exist_ok=True)
+        report(f"{'resume' if state == 'unfinished' else 'start '} {run.model_dir}")
+        with open(f"{run.model_dir}.log", "a") as log:
+            code = subprocess.call(
+                [sys.executable, TRAIN_SCRIPT, *run.args],
+                cwd=ROOT_DIR,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        outcome = "end   " if code == 0 else "FAILED"
+        report(f"{outcome} {run.model_dir} (exit {code}, log: {run.model_dir}.log)")
+        return code
+
+    # Mean Teacher runs are queued first, so a waiting fork never holds the worker its
+    # source needs.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        for future in [pool.submit(one, run) for run in runs]:
+            future.result()
+    return outcomes
+
+
+def plan(runs: Sequence[Run], measure: Callable[[dict], float] | None = None) -> list[dict]:
+    """Per run: its status, the epochs it has left, and its projected wall time, from
+    the finished runs of the same kind (setting, method and sweep value: seconds per
+    epoch they measured) or else from `measure(config)` (seconds per epoch;
+    `measure_epoch_seconds`)."""
+
+    def kind(run: Run) -> tuple:
+        return run.setting, run.method, run.value
+
+    # One resolution per kind: its seeds differ only in seed and model_dir.
+    configs: dict[tuple, dict] = {}
+    for run in runs:
+        if kind(run) not in configs:
+            configs[kind(run)] = resolve(run.args)
+    measured: dict[tuple, float] = {}
+    for run in runs:
+        results = read_results(run.model_dir)
+        trained = results and results["epochs_run"] - results["resumed_from_epoch"]
+        if results and results.get("completed") and trained:
+            measured.setdefault(kind(run), results["wall_time_s"] / trained)
+    entries = []
+    for run in runs:
+        config, state = configs[kind(run)], status(run)
+        start = config["lc_start_epoch"] if run.after else 0
+        left = 0 if state in ("finished", "stopped") else config["epochs"] - start
+        trained = saved_epoch(os.path.join(run.model_dir, STATE_FILE)) or 0
+        left -= min(left, max(0, trained - start))
+        if kind(run) not in measured and measure is not None and left:
+            measured[kind(run)] = measure(config)
+        seconds = measured.get(kind(run))
+        entries.append(
+            {
+                **identity(run),
+                "status": state,
+                "epochs_left": left,
+                "projected_s": None if seconds is None else left * seconds,
+                "seconds_per_epoch": seconds,
+            }
+        )
+    return entries
+
+
+def measure_epoch_seconds(config: dict, steps: int = 3) -> float:
+    """Seconds an epoch of this configuration takes here: the mean time of `steps`
+    training steps after one warm-up step (compilation), times the steps of an epoch.
+    Loads the data and builds the model as the run will."""
+    from lcmt_tf.train import build_model, configure_backend, load_training_data
+
+    settings = TrainConfig.from_dict({k: v for k, v in config.items() if k != "dry_run"})
+    dataset, _, _, batches = load_training_data(settings)
+    configure_backend(settings)
+    model = build_model(settings, dataset, batches[0]["labeled_images"])
+    model.consistency_weight.assign(settings.consistency_weight)
+    model.lc_weight.assign(settings.lc_weight)
+    model.fit(batches, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+    start = time.perf_counter()
+    model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+    return (time.perf_counter() - start) / steps * len(batches)
