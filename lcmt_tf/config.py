@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.models import MODELS
+from lcmt_tf.models import KERAS_APPLICATIONS_PREFIX, MODELS, model_spec
 
 if TYPE_CHECKING:
     from lcmt_tf.data import ImageDataset
@@ -33,6 +33,8 @@ RESUMABLE_DIFFERENCES = (
     "steps_per_execution",
     "keep_epochs",
     "fork_from",
+    "cache_dir",
+    "sanity_check",
 )
 
 
@@ -50,8 +52,25 @@ class TrainConfig:
     dataset: str = setting("digits", "cifar10, svhn, digits, npz:PATH or folder:PATH")
     data_dir: str | None = setting(None, "tensorflow-datasets data directory (cifar10, svhn)")
     download: bool = setting(False, "let tensorflow-datasets download cifar10/svhn if missing")
-    num_labels: int = setting(50, "labeled training images, divisible by the class count")
+    num_labels: int | str = setting(
+        "50",
+        "labeled training images, divisible by the class count; 'all': every image under a "
+        "folder's train/<class>/ (the unlabeled images come from its unlabeled/)",
+    )
     label_seed: int = setting(0, "seed of the labeled split")
+    validation_fraction: float = setting(
+        0.0,
+        "hold out this share of each class's labeled training images (stratified, "
+        "--label_seed) and evaluate on them instead of the test set; 0 = the test set",
+    )
+    image_size: str = setting(
+        "", "H,W: resize every folder image to this size; '' = refuse mixed sizes"
+    )
+    cache_dir: str = setting(
+        "",
+        "where a folder's decoded images are cached ('' = ~/.cache/lcmt_tf/folders, "
+        "'none' = no cache)",
+    )
     labeled_batch_size: int = setting(32, "labeled images per step")
     unlabeled_batch_size: int = setting(
         128, "unlabeled images per step (an epoch = one pass over them)"
@@ -66,7 +85,11 @@ class TrainConfig:
     hflip: bool = setting(False, "random horizontal flips")
     input_noise: float = setting(0.0, "std of Gaussian noise added to normalized images")
     # model
-    model: str = setting("digits_net", f"network: {', '.join(MODELS)}")
+    model: str = setting(
+        "digits_net",
+        f"network: {', '.join(MODELS)}, or keras_applications:NAME (a keras.applications "
+        "backbone without weights, e.g. keras_applications:ResNet50V2)",
+    )
     width: float = setting(
         1.0,
         "channel-count multiplier of the network (conv_large_wn below 1: scale --lr by "
@@ -130,6 +153,11 @@ class TrainConfig:
     )
     deterministic: bool = setting(False, "bit-identical runs on CPU (TensorFlow op determinism)")
     stop_on_collapse: bool = setting(False, "stop when the feature distribution collapses")
+    sanity_check: bool = setting(
+        True,
+        "before training, check on the first batch that every active loss term has a "
+        "gradient into the student and none into the teacher",
+    )
     jit_compile: bool = setting(
         False, "XLA-compile the TensorFlow training step (the JAX step is always compiled)"
     )
@@ -140,6 +168,25 @@ class TrainConfig:
     )
     mixed_precision: str = setting("", "'', bfloat16 or float16 compute (weights stay float32)")
     verbose: int = setting(1, "0 silent, 1 progress bar, 2 one line per epoch")
+
+    def __post_init__(self):
+        # The flag is a string ('all' or a number); a number is kept as an int.
+        if isinstance(self.num_labels, str) and self.num_labels.strip().isdigit():
+            object.__setattr__(self, "num_labels", int(self.num_labels))
+
+    def labels_all(self) -> bool:
+        """--num_labels=all: every image of the labeled classes is labeled."""
+        return self.num_labels == "all"
+
+    def image_size_pair(self) -> tuple[int, int] | None:
+        """--image_size as (height, width), or None (validate() checks it)."""
+        if not self.image_size:
+            return None
+        height, width = (int(part) for part in self.image_size.split(","))
+        return height, width
+
+    def cache_directory(self) -> str | None:
+        return None if self.cache_dir == "none" else self.cache_dir
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,7 +211,22 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raises UserInputError naming the first invalid setting and its fix."""
-        _check(self.num_labels >= 1, "--num_labels must be >= 1")
+        _check(
+            self.labels_all() or (isinstance(self.num_labels, int) and self.num_labels >= 1),
+            f"--num_labels={self.num_labels!r} must be a number >= 1 or 'all'",
+        )
+        _check(
+            0 <= self.validation_fraction < 1,
+            "--validation_fraction must be in [0, 1) (0 = evaluate on the test set)",
+        )
+        try:
+            size = self.image_size_pair()
+        except ValueError:
+            size = (0, 0)
+        _check(
+            size is None or min(size) >= 1,
+            f"--image_size={self.image_size!r} must be H,W in pixels, e.g. 32,32",
+        )
         _check(
             self.labeled_batch_size >= 1 and self.unlabeled_batch_size >= 1,
             "--labeled_batch_size and --unlabeled_batch_size must be >= 1",
@@ -180,8 +242,9 @@ class TrainConfig:
         )
         _check(self.input_noise >= 0, "--input_noise must be >= 0")
         _check(
-            self.model in MODELS,
-            f"--model must be one of {', '.join(MODELS)}, not {self.model!r}",
+            self.model in MODELS or self.model.startswith(KERAS_APPLICATIONS_PREFIX),
+            f"--model must be one of {', '.join(MODELS)} or keras_applications:NAME, "
+            f"not {self.model!r}",
         )
         _check(self.width > 0, "--width must be > 0")
         _check(self.epochs >= 1, "--epochs must be >= 1")
@@ -239,29 +302,46 @@ class TrainConfig:
 
     def check_against_data(self, dataset: "ImageDataset") -> "TrainConfig":
         """Raises UserInputError for settings the loaded data cannot satisfy: the
-        labeled split, one unlabeled batch, the network's and the translation's
-        image size."""
+        labeled split, one unlabeled batch, something to evaluate on, the network's
+        and the translation's image size."""
         num_classes = dataset.num_classes
-        _check(
-            self.num_labels % num_classes == 0,
-            f"--num_labels={self.num_labels} is not divisible by the {num_classes} classes; "
-            f"use a multiple of {num_classes}",
-        )
-        per_class = self.num_labels // num_classes
-        for label, count in enumerate(dataset.class_counts()):
+        extra_unlabeled = len(dataset.x_unlabeled)
+        if self.labels_all():
+            num_unlabeled = extra_unlabeled
             _check(
-                count >= per_class + 1,
-                f"--num_labels={self.num_labels} needs {per_class} labeled images of class "
-                f"{label} plus unlabeled ones, but it has {count} images",
+                num_unlabeled >= self.unlabeled_batch_size,
+                f"--num_labels=all labels every training image, and {num_unlabeled} images "
+                f"in unlabeled/ do not fill one batch of --unlabeled_batch_size="
+                f"{self.unlabeled_batch_size}; add unlabeled images or give a number",
             )
-        num_unlabeled = len(dataset.y_train) - self.num_labels
+        else:
+            _check(
+                self.num_labels % num_classes == 0,
+                f"--num_labels={self.num_labels} is not divisible by the {num_classes} "
+                f"classes; use a multiple of {num_classes}",
+            )
+            per_class = self.num_labels // num_classes
+            # Without other unlabeled images, every class must leave some unlabeled.
+            spare = 0 if extra_unlabeled else 1
+            for label, count in enumerate(dataset.class_counts()):
+                _check(
+                    count >= per_class + spare,
+                    f"--num_labels={self.num_labels} needs {per_class} labeled images of class "
+                    f"{label}{' plus unlabeled ones' if spare else ''}, but it has {count} images",
+                )
+            num_unlabeled = len(dataset.y_train) + extra_unlabeled - self.num_labels
+            _check(
+                num_unlabeled >= self.unlabeled_batch_size,
+                f"{num_unlabeled} unlabeled images do not fill one batch of "
+                f"--unlabeled_batch_size={self.unlabeled_batch_size}",
+            )
         _check(
-            num_unlabeled >= self.unlabeled_batch_size,
-            f"{num_unlabeled} unlabeled images do not fill one batch of "
-            f"--unlabeled_batch_size={self.unlabeled_batch_size}",
+            len(dataset.y_test) > 0,
+            f"{dataset.name} has no test images (no test/<class>/ folder): add them, or pass "
+            "--validation_fraction=F to evaluate on held-out labeled images",
         )
         height, width, _ = dataset.image_shape
-        min_size = MODELS[self.model].min_image_size
+        min_size = model_spec(self.model).min_image_size
         if min(height, width) < min_size:
             fitting = [
                 name for name, spec in MODELS.items() if spec.min_image_size <= min(height, width)

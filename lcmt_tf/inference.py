@@ -1,12 +1,17 @@
-"""A trained run, read back from its directory: its configuration, its data, and its
-model (`model.keras`, or the last training state if the run was stopped before it
-saved one), and the 128-d features the networks compute."""
+"""A trained run, used: evaluate it, predict with it, export it.
+
+Everything starts from a run directory: its configuration, its class names
+(dataset.json) and its model (`model.keras`, or the last training state if the run
+was stopped before it saved one). Predictions are the teacher's, as `MeanTeacher`'s
+own `predict`; evaluation reports both networks.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -14,12 +19,22 @@ import numpy as np
 from lcmt_tf.checkpoint import load_training_state
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import ImageDataset, load_dataset
+from lcmt_tf.data.folders import image_files, read_image
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.mean_teacher import MeanTeacher
-from lcmt_tf.run_files import INDICES_FILE, MODEL_FILE, run_weights
-from lcmt_tf.train import build_model
+from lcmt_tf.run_files import (
+    DATASET_FILE,
+    INDICES_FILE,
+    MODEL_FILE,
+    atomic_write_json,
+    run_weights,
+)
+from lcmt_tf.train import build_model, load_run_dataset
 
 NETWORKS = ("student", "teacher")
+EXPORT_FORMATS = ("savedmodel", "onnx")
+CALIBRATION_BINS = 15
+BATCH_SIZE = 500
 
 
 @dataclasses.dataclass
@@ -32,12 +47,30 @@ class TrainedRun:
     source: str  # the file the weights came from: model.keras or training_state.npz
 
     def load_data(self) -> ImageDataset:
-        """The run's data set, as it trained on it."""
-        return load_dataset(self.config.dataset, self.config.data_dir, self.config.download)
+        """The run's data set, as it trained on it (its validation split included)."""
+        return load_run_dataset(self.config)
 
     def labeled_indices(self) -> np.ndarray:
         with open(os.path.join(self.model_dir, INDICES_FILE)) as file:
             return np.asarray(json.load(file)["labeled_indices"], dtype=np.int64)
+
+    def dataset_info(self) -> dict:
+        """dataset.json: class names, image shape, evaluation set (runs written before
+        it existed: read from the data)."""
+        path = os.path.join(self.model_dir, DATASET_FILE)
+        if os.path.isfile(path):
+            with open(path) as file:
+                return json.load(file)
+        data = self.load_data()
+        return {"class_names": list(data.class_names), "image_shape": list(data.image_shape)}
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.dataset_info()["class_names"])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.dataset_info()["image_shape"])
 
 
 def load_run(model_dir: str) -> TrainedRun:
@@ -48,22 +81,221 @@ def load_run(model_dir: str) -> TrainedRun:
     if weights.endswith(MODEL_FILE):
         model = keras.models.load_model(weights)
     else:
-        dataset = load_dataset(config.dataset, config.data_dir, config.download)
+        dataset = load_run_dataset(config)
         model = build_model(config, dataset)
         load_training_state(model, weights)
     return TrainedRun(model_dir, config, model, os.path.basename(weights))
 
 
 def features(
-    model: MeanTeacher, images: np.ndarray, network: str = "student", batch_size: int = 500
+    model: MeanTeacher, images: np.ndarray, network: str = "student", batch_size: int = BATCH_SIZE
 ) -> np.ndarray:
     """The (N, feature_dim) features g(x) of raw images through the student or the
     teacher in inference mode: the layer Local Clustering acts on."""
+    return _outputs(model, images, network, batch_size)[0]
+
+
+def probabilities(
+    model: MeanTeacher, images: np.ndarray, network: str = "teacher", batch_size: int = BATCH_SIZE
+) -> np.ndarray:
+    """(N, classes) softmax probabilities of raw uint8 images, in inference mode."""
+    logits = _outputs(model, images, network, batch_size)[1]
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _outputs(model, images, network, batch_size):
     if network not in NETWORKS:
         raise UserInputError(f"--network must be student or teacher, not {network!r}")
     net = getattr(model, network)
-    outputs = []
+    outputs = [], []
     for start in range(0, len(images), batch_size):
         normalized = model.augmentation(images[start : start + batch_size], training=False)
-        outputs.append(keras.ops.convert_to_numpy(net(normalized, training=False)[0]))
-    return np.concatenate(outputs).astype(np.float32)
+        for output, value in zip(outputs, net(normalized, training=False)):
+            output.append(keras.ops.convert_to_numpy(value).astype(np.float32))
+    return [np.concatenate(output) for output in outputs]
+
+
+# Evaluation
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: over `bins` equal-width bins of the top probability (confidence), the
+    share-weighted mean |accuracy − mean confidence| (Guo et al. 2017), in [0, 1]."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """(true class, predicted class) counts."""
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def evaluate_run(model_dir: str, dataset: str | None = None) -> dict:
+    """Student and teacher test error (%), the teacher's per-class accuracy (%),
+    expected calibration error and confusion matrix, on the run's evaluation set or
+    on the test split of `dataset` (same image shape and classes). Writes
+    MODEL_DIR/evaluation.json and MODEL_DIR/confusion.png; returns the dict."""
+    trained = load_run(model_dir)
+    if dataset:
+        data = load_dataset(dataset, image_size=trained.config.image_size_pair())
+        if data.image_shape != trained.image_shape or data.num_classes != len(trained.class_names):
+            raise UserInputError(
+                f"--dataset={dataset} has {data.num_classes} classes of {data.image_shape} "
+                f"images; the run was trained on {len(trained.class_names)} classes of "
+                f"{trained.image_shape}"
+            )
+        evaluated_on = f"{dataset}: test split"
+    else:
+        data = trained.load_data()
+        evaluated_on = trained.dataset_info().get("evaluation_set", "test set")
+    if not len(data.y_test):
+        raise UserInputError(f"{data.name} has no test images to evaluate on")
+    names = trained.class_names
+    result = {"model_dir": model_dir, "weights": trained.source, "evaluated_on": evaluated_on}
+    result["num_images"] = int(len(data.y_test))
+    for network in NETWORKS:
+        probs = probabilities(trained.model, data.x_test, network)
+        predicted = probs.argmax(axis=1)
+        result[f"{network}_test_error"] = float(100.0 * np.mean(predicted != data.y_test))
+        result[f"{network}_expected_calibration_error"] = expected_calibration_error(
+            probs, data.y_test, CALIBRATION_BINS
+        )
+        if network == "teacher":
+            matrix = confusion_matrix(data.y_test, predicted, len(names))
+    totals = matrix.sum(axis=1)
+    result["teacher_per_class_accuracy"] = {
+        name: (float(100.0 * matrix[i, i] / totals[i]) if totals[i] else None)
+        for i, name in enumerate(names)
+    }
+    result["class_names"] = names
+    result["teacher_confusion_matrix"] = matrix.tolist()
+    atomic_write_json(os.path.join(model_dir, "evaluation.json"), result)
+    plot_confusion(matrix, names, os.path.join(model_dir, "confusion.png"))
+    return result
+
+
+def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str) -> None:
+    """The teacher's confusion matrix, rows normalized, counts written in the cells."""
+    from lcmt_tf.experiments.plots import pyplot, save
+
+    plt = pyplot()
+    size = max(4.0, 0.5 * len(names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(matrix):
+        color = "white" if shares[row, column] > 0.5 else "black"
+        axis.text(column, row, str(count), ha="center", va="center", fontsize=7, color=color)
+    axis.set_xticks(range(len(names)), names, rotation=90)
+    axis.set_yticks(range(len(names)), names)
+    axis.set_xlabel("predicted class (teacher)")
+    axis.set_ylabel("true class")
+    figure.tight_layout()
+    save(figure, path)
+
+
+# Prediction
+
+
+def prediction_inputs(inputs: Sequence[str]) -> list[str]:
+    """Image files named directly or found under named folders, in order."""
+    files = []
+    for item in inputs:
+        if os.path.isdir(item):
+            files += image_files(item)
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            raise UserInputError(f"--images: {item} does not exist")
+    if not files:
+        raise UserInputError(f"--images={','.join(inputs)}: no image files found")
+    return files
+
+
+def predict_files(
+    model_dir: str, inputs: Sequence[str], top_k: int = 1
+) -> tuple[list[dict], list[str]]:
+    """The teacher's top_k classes and probabilities for each image file (resized to
+    the run's image size, converted to its channels). Returns (rows, problems): a
+    file that cannot be read is a problem line, and the others are still predicted."""
+    files = prediction_inputs(inputs)
+    trained = load_run(model_dir)
+    names, (height, width, channels) = trained.class_names, trained.image_shape
+    if not 1 <= top_k <= len(names):
+        raise UserInputError(f"--top_k must be between 1 and the {len(names)} classes")
+    mode = "L" if channels == 1 else "RGB"
+    images, kept, problems = [], [], []
+    for path in files:
+        try:
+            images.append(read_image(path, mode, (height, width)))
+            kept.append(path)
+        except UserInputError as error:
+            problems.append(str(error))
+    rows = []
+    if images:
+        probs = probabilities(trained.model, np.stack(images), "teacher")
+        order = np.argsort(-probs, axis=1)[:, :top_k]
+        for path, ranks, row_probs in zip(kept, order, probs):
+            row = {"path": path}
+            for rank, index in enumerate(ranks, start=1):
+                suffix = "" if rank == 1 else f"_{rank}"
+                row[f"class_name{suffix}"] = names[index]
+                row[f"probability{suffix}"] = float(row_probs[index])
+            rows.append(row)
+    return rows, problems
+
+
+# Export
+
+
+def inference_model(trained: TrainedRun) -> keras.Model:
+    """uint8 images (N, H, W, C) -> the teacher's class probabilities, normalization
+    built in: a plain Keras model, independent of lcmt_tf once exported."""
+    model = trained.model
+    inputs = keras.Input(shape=trained.image_shape, dtype="uint8", name="images")
+    normalized = model.augmentation(keras.ops.cast(inputs, "float32"), training=False)
+    _, logits = model.teacher(normalized, training=False)
+    outputs = keras.layers.Softmax(name="probabilities", dtype="float32")(logits)
+    return keras.Model(inputs, outputs, name="lcmt_teacher")
+
+
+def export_run(model_dir: str, export_format: str, output: str) -> str:
+    """Writes the teacher as a TensorFlow SavedModel (a `serve` function) or an ONNX
+    file at `output`; both take uint8 images and return class probabilities."""
+    if export_format not in EXPORT_FORMATS:
+        raise UserInputError(f"--format must be savedmodel or onnx, not {export_format!r}")
+    if keras.backend.backend() != "tensorflow":
+        raise UserInputError(
+            "export needs the TensorFlow backend: run it with KERAS_BACKEND=tensorflow"
+        )
+    if export_format == "onnx":
+        try:
+            import onnx  # noqa: F401
+            import tf2onnx  # noqa: F401
+        except ImportError:
+            raise UserInputError(
+                "ONNX export needs tf2onnx and onnx: pip install -e '.[export]'"
+            ) from None
+    trained = load_run(model_dir)
+    exported = inference_model(trained)
+    keras_format = "tf_saved_model" if export_format == "savedmodel" else "onnx"
+    exported.export(output, format=keras_format, verbose=False)
+    classes_path = (
+        os.path.join(output, "class_names.json")
+        if export_format == "savedmodel"
+        else f"{os.path.splitext(output)[0]}.class_names.json"
+    )
+    with open(classes_path, "w") as file:
+        json.dump(trained.class_names, file)
+    return classes_path

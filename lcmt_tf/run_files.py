@@ -8,10 +8,12 @@ configuration checks read run directories without starting one.
 
 from __future__ import annotations
 
+import csv
 import glob
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,12 +22,21 @@ from lcmt_tf.errors import UserInputError
 
 CONFIG_FILE = "config.json"
 INDICES_FILE = "labeled_indices.json"
+DATASET_FILE = "dataset.json"
 STATE_FILE = "training_state.npz"
 RESULTS_FILE = "results.json"
 MODEL_FILE = "model.keras"
 TENSORBOARD_DIR = "tensorboard"
 HISTORY_FILE = "history.csv"
-RUN_FILES = (CONFIG_FILE, INDICES_FILE, STATE_FILE, RESULTS_FILE, MODEL_FILE, HISTORY_FILE)
+RUN_FILES = (
+    CONFIG_FILE,
+    INDICES_FILE,
+    DATASET_FILE,
+    STATE_FILE,
+    RESULTS_FILE,
+    MODEL_FILE,
+    HISTORY_FILE,
+)
 
 
 def atomic_write(path: str, write) -> None:
@@ -57,6 +68,22 @@ def atomic_write_text(path: str, text: str) -> None:
     def write(temporary):
         with open(temporary, "w") as file:
             file.write(text)
+
+    atomic_write(path, write)
+
+
+def atomic_write_csv(path: str, columns: Sequence[str], rows: Sequence[dict]) -> None:
+    """Writes `rows` (dicts) as CSV with `columns`, lists joined by spaces, atomically."""
+
+    def write(temporary):
+        with open(temporary, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(columns)
+            for row in rows:
+                values = (row.get(column) for column in columns)
+                writer.writerow(
+                    [" ".join(map(str, v)) if isinstance(v, list) else v for v in values]
+                )
 
     atomic_write(path, write)
 

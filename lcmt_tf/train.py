@@ -12,6 +12,7 @@ Files in config.model_dir:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import time
 from typing import Any
 
 import keras
+import numpy as np
 
 from lcmt_tf.augment import Augmentation
 from lcmt_tf.callbacks import (
@@ -39,16 +41,18 @@ from lcmt_tf.data import (
     LabeledBatches,
     SemiSupervisedBatches,
     load_dataset,
+    stratified_holdout,
     stratified_label_split,
 )
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.fork import copy_history, fork_state_path
 from lcmt_tf.mean_teacher import MeanTeacher, errors_from_accuracies
-from lcmt_tf.models import MODELS
+from lcmt_tf.models import model_spec
 from lcmt_tf.models.convnet_wn import initialize_from_data
 from lcmt_tf.optimizers import CoupledWeightDecaySGD
 from lcmt_tf.run_files import (
     CONFIG_FILE,
+    DATASET_FILE,
     HISTORY_FILE,
     INDICES_FILE,
     MODEL_FILE,
@@ -60,6 +64,7 @@ from lcmt_tf.run_files import (
     atomic_write_json,
     snapshot_paths,
 )
+from lcmt_tf.sanity import check_loss_terms
 from lcmt_tf.steps import SUPPORTED_BACKENDS
 
 EVALUATION_BATCH_SIZE = 500
@@ -90,9 +95,11 @@ def run(config: TrainConfig) -> dict[str, Any]:
     # A restored run takes every weight from its training state: no data-dependent init.
     init_images = None if restore_from else batches[0]["labeled_images"]
     model = build_model(config, dataset, init_images)
+    if config.sanity_check:
+        check_loss_terms(model, batches[0], config.consistency_weight, config.lc_weight)
     callbacks = build_callbacks(config, batches, test_batches)
     # Everything above only reads; from here on the run directory is written.
-    initial_epoch = start_run_directory(config, model, labeled, restore_from, callbacks)
+    initial_epoch = start_run_directory(config, model, dataset, labeled, restore_from, callbacks)
     if forking:
         copy_history(config.fork_from, config.model_dir, HISTORY_FILE)
         logging.info("Forked from %s after epoch %d.", config.fork_from, initial_epoch)
@@ -120,17 +127,57 @@ def run(config: TrainConfig) -> dict[str, Any]:
     )
 
 
+def load_run_dataset(config: TrainConfig) -> ImageDataset:
+    """The run's data set; with --validation_fraction, the held-out share of each
+    class's labeled training images takes the place of the test set."""
+    dataset = load_dataset(
+        config.dataset,
+        config.data_dir,
+        config.download,
+        image_size=config.image_size_pair(),
+        cache_dir=config.cache_directory(),
+    )
+    if not config.validation_fraction:
+        return dataset
+    kept, held_out = stratified_holdout(
+        dataset.y_train, config.validation_fraction, config.label_seed
+    )
+    return dataclasses.replace(
+        dataset,
+        x_train=dataset.x_train[kept],
+        y_train=dataset.y_train[kept],
+        x_test=dataset.x_train[held_out],
+        y_test=dataset.y_train[held_out],
+    )
+
+
+def evaluation_set(config: TrainConfig) -> str:
+    """What the run's test errors are measured on, in words (results.json)."""
+    if config.validation_fraction:
+        return (
+            f"validation split: {config.validation_fraction:g} of each class's labeled "
+            f"training images, held out (--label_seed={config.label_seed}); not the test set"
+        )
+    return "test set"
+
+
 def load_training_data(config: TrainConfig):
     """(dataset, labeled indices, unlabeled indices, SemiSupervisedBatches) of a run,
-    after checking the settings against the data."""
-    dataset = load_dataset(config.dataset, config.data_dir, config.download)
+    after checking the settings against the data. Indices are into the training pool
+    (`ImageDataset.training_pool`): the labeled classes' images, then unlabeled/."""
+    dataset = load_run_dataset(config)
     config.check_against_data(dataset)
-    labeled, unlabeled = stratified_label_split(
-        dataset.y_train, config.num_labels, dataset.num_classes, config.label_seed
-    )
+    images, labels = dataset.training_pool()
+    if config.labels_all():
+        labeled = np.arange(len(dataset.y_train))
+        unlabeled = np.arange(len(dataset.y_train), len(labels))
+    else:
+        labeled, unlabeled = stratified_label_split(
+            labels, config.num_labels, dataset.num_classes, config.label_seed
+        )
     batches = SemiSupervisedBatches(
-        dataset.x_train,
-        dataset.y_train,
+        images,
+        labels,
         labeled,
         unlabeled,
         config.labeled_batch_size,
@@ -167,8 +214,10 @@ def check_run_directory(config: TrainConfig) -> bool:
         return False
     try:
         with open(config_path) as file:
-            previous = _comparable(json.load(file))
-    except (OSError, ValueError) as error:
+            # Through TrainConfig, so that settings added since it was written compare
+            # at their defaults.
+            previous = _comparable(TrainConfig.from_dict(json.load(file)).to_dict())
+    except (OSError, ValueError, TypeError) as error:
         raise UserInputError(
             f"cannot read {config_path} ({error}); use --overwrite to start anew"
         ) from None
@@ -224,7 +273,7 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
     augmented, before the teacher is copied from the student. λ1 and λ2 start at 0;
     the schedule callbacks set them every epoch.
     """
-    student = MODELS[config.model].build(
+    student = model_spec(config.model).build(
         num_classes=dataset.num_classes, input_shape=dataset.image_shape, width=config.width
     )
     mean, std = dataset.channel_mean_std()
@@ -259,7 +308,12 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
 
 
 def start_run_directory(
-    config: TrainConfig, model: MeanTeacher, labeled, restore_from: str | None, callbacks
+    config: TrainConfig,
+    model: MeanTeacher,
+    dataset: ImageDataset,
+    labeled,
+    restore_from: str | None,
+    callbacks,
 ) -> int:
     """Creates (or, with --overwrite, clears) model_dir, restores the training state
     (and the callbacks' states) from `restore_from` (this run's resume file, or the
@@ -280,6 +334,7 @@ def start_run_directory(
             "Restored %s: %s starts at epoch %d.", restore_from, model_dir, initial_epoch + 1
         )
     atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
+    atomic_write_json(os.path.join(model_dir, DATASET_FILE), describe_dataset(config, dataset))
     atomic_write_json(
         os.path.join(model_dir, INDICES_FILE),
         {
@@ -289,6 +344,19 @@ def start_run_directory(
         },
     )
     return initial_epoch
+
+
+def describe_dataset(config: TrainConfig, dataset: ImageDataset) -> dict[str, Any]:
+    """dataset.json: what evaluate, predict and export need to know of the data."""
+    return {
+        "dataset": config.dataset,
+        "class_names": list(dataset.class_names),
+        "image_shape": list(dataset.image_shape),
+        "num_train_labeled_classes": int(len(dataset.y_train)),
+        "num_unlabeled_folder": int(len(dataset.x_unlabeled)),
+        "num_evaluation": int(len(dataset.y_test)),
+        "evaluation_set": evaluation_set(config),
+    }
 
 
 def build_callbacks(
@@ -384,6 +452,7 @@ def finish_run(
         "backend": keras.backend.backend(),
         "num_labeled": int(split_sizes[0]),
         "num_unlabeled": int(split_sizes[1]),
+        "evaluation_set": evaluation_set(config),
         "lc_epsilon": schedule.epsilon if config.lc_weight > 0 else None,
         "config": config.to_dict(),
     }

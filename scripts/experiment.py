@@ -27,9 +27,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from lcmt_tf.errors import UserInputError  # noqa: E402
+from lcmt_tf import cli  # noqa: E402
+from lcmt_tf.cli import fail  # noqa: E402
 
 COMMANDS = ("table", "sweep", "curves", "tsne")
 flags.DEFINE_list("settings", [], "table: settings S, flags/S_mt.txt (MT) and flags/S.txt")
@@ -49,18 +50,6 @@ flags.DEFINE_list("runs", [], "tsne: run directories to map instead (one panel e
 flags.DEFINE_integer("max_points", 2000, "tsne: at most this many images per split")
 flags.DEFINE_string("network", "student", "tsne: student or teacher features")
 FLAGS = flags.FLAGS
-
-
-def fail(message: str) -> None:
-    print(f"experiment.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        fail(str(error).splitlines()[0])
 
 
 def duration(seconds: float) -> str:
@@ -169,17 +158,14 @@ def main(argv: list[str]) -> None:
     root = required("root", "runs/digits_experiment")
     if FLAGS.parallel < 1:
         fail("--parallel must be >= 1")
-    try:
-        if command in ("table", "sweep"):
-            from lcmt_tf.experiments.runner import parse_seeds
+    if command in ("table", "sweep"):
+        from lcmt_tf.experiments.runner import parse_seeds
 
-            seeds = parse_seeds(FLAGS.seeds)
-            (table if command == "table" else sweep)(root, seeds)
-        else:
-            (curves if command == "curves" else tsne)(root)
-    except UserInputError as error:
-        fail(str(error))
+        seeds = parse_seeds(FLAGS.seeds)
+        (table if command == "table" else sweep)(root, seeds)
+    else:
+        (curves if command == "curves" else tsne)(root)
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main)

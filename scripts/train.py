@@ -18,10 +18,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
+from lcmt_tf import cli  # noqa: E402
 from lcmt_tf.config import TrainConfig  # noqa: E402
-from lcmt_tf.errors import UserInputError  # noqa: E402
 
 
 def define_flags() -> None:
@@ -37,36 +37,33 @@ def define_flags() -> None:
         else:
             flags.DEFINE_string(field.name, default, help_text)
     flags.DEFINE_boolean("dry_run", False, "print the resolved configuration as JSON and exit")
-
-
-def fail(message: str) -> None:
-    print(f"train.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        fail(str(error).splitlines()[0])
+    flags.DEFINE_boolean(
+        "check_data", False, "print a summary of the data and its problems, and exit"
+    )
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     values = {
         field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(TrainConfig)
     }
+    config = TrainConfig(**values).validate()
+    if flags.FLAGS.dry_run:
+        print(json.dumps({**config.to_dict(), "dry_run": True}, sort_keys=True))
+        return
+    if flags.FLAGS.check_data:
+        from lcmt_tf.data.check import check_data
+
+        report, problems = check_data(config)
+        print(report)
+        for problem in problems:
+            print(f"{cli.program()}: problem: {problem}", file=sys.stderr)
+        sys.exit(2 if problems else 0)
     try:
-        config = TrainConfig(**values).validate()
-        if flags.FLAGS.dry_run:
-            print(json.dumps({**config.to_dict(), "dry_run": True}, sort_keys=True))
-            return
         from lcmt_tf.train import run
 
         results = run(config)
-    except UserInputError as error:
-        fail(str(error))
     except KeyboardInterrupt:
         print(
             f"train.py: interrupted; rerun the same command to resume from the last "
@@ -92,4 +89,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main)

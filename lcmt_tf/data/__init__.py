@@ -1,7 +1,7 @@
 """Data: sources (tfds, npz, folder, digits), the labeled split, and batches for fit."""
 
-from lcmt_tf.data.sources import ImageDataset, load_dataset, source_kind
-from lcmt_tf.data.split import stratified_label_split
+from lcmt_tf.data.sources import UNLABELED, ImageDataset, load_dataset, source_kind
+from lcmt_tf.data.split import stratified_holdout, stratified_label_split
 
 
 def __getattr__(name):
@@ -14,10 +14,12 @@ def __getattr__(name):
 
 
 __all__ = [
+    "UNLABELED",
     "ImageDataset",
     "LabeledBatches",
     "SemiSupervisedBatches",
     "load_dataset",
     "source_kind",
+    "stratified_holdout",
     "stratified_label_split",
 ]

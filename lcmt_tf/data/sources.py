@@ -3,7 +3,7 @@
 Sources:
     cifar10, svhn     tensorflow-datasets (`cifar10`, `svhn_cropped`) under data_dir
     npz:PATH          x_train, y_train, x_test, y_test arrays
-    folder:PATH       PATH/{train,test}/<class>/*.png|jpg, class = sorted folder index
+    folder:PATH       PATH/{train,test}/<class>/ and PATH/unlabeled/ (lcmt_tf.data.folders)
     digits            scikit-learn's bundled 8x8 digits, fixed stratified test split
 """
 
@@ -19,14 +19,16 @@ from lcmt_tf.errors import UserInputError
 
 # tensorflow-datasets names of the benchmark data sets.
 TFDS_NAMES = {"cifar10": "cifar10", "svhn": "svhn_cropped"}
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+UNLABELED = -1  # the label of a training image without one
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageDataset:
-    """uint8 images (N, H, W, C) and int32 labels in 0..num_classes-1."""
+    """uint8 images (N, H, W, C) and int32 labels in 0..num_classes-1; `x_unlabeled`,
+    training images without labels (a folder's unlabeled/; often none); the class
+    names. Without test images (a folder with no test/) x_test is empty."""
 
     name: str
     x_train: np.ndarray
@@ -34,6 +36,26 @@ class ImageDataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    class_names: tuple[str, ...] = ()
+    x_unlabeled: np.ndarray | None = None
+
+    def __post_init__(self):
+        if not self.class_names:
+            object.__setattr__(self, "class_names", tuple(map(str, range(self.num_classes))))
+        if self.x_unlabeled is None:
+            empty = np.zeros((0, *self.x_train.shape[1:]), np.uint8)
+            object.__setattr__(self, "x_unlabeled", empty)
+
+    def training_pool(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every training image, the labeled classes' first, then x_unlabeled, with
+        their labels (UNLABELED, -1, for x_unlabeled)."""
+        if not len(self.x_unlabeled):
+            return self.x_train, self.y_train
+        unknown = np.full(len(self.x_unlabeled), UNLABELED, np.int32)
+        return (
+            np.concatenate([self.x_train, self.x_unlabeled]),
+            np.concatenate([self.y_train, unknown]),
+        )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -44,10 +66,11 @@ class ImageDataset:
         return np.bincount(self.y_train, minlength=self.num_classes).tolist()
 
     def channel_mean_std(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the training images, in [0, 1] units."""
+        """Per-channel mean and std of all training images, in [0, 1] units."""
         axes = (0, 1, 2)
-        mean = np.mean(self.x_train, axis=axes, dtype=np.float64) / 255.0
-        mean_square = np.mean(np.square(self.x_train, dtype=np.float64), axis=axes) / 255.0**2
+        images = self.training_pool()[0]
+        mean = np.mean(images, axis=axes, dtype=np.float64) / 255.0
+        mean_square = np.mean(np.square(images, dtype=np.float64), axis=axes) / 255.0**2
         std = np.sqrt(np.maximum(mean_square - mean**2, 0.0))
         return mean.tolist(), np.maximum(std, 1e-3).tolist()
 
@@ -67,26 +90,48 @@ def source_kind(dataset: str) -> str:
     )
 
 
-def load_dataset(dataset: str, data_dir: str | None = None, download: bool = False) -> ImageDataset:
-    """Loads and validates the source named by `dataset` (see the module docstring)."""
+def load_dataset(
+    dataset: str,
+    data_dir: str | None = None,
+    download: bool = False,
+    image_size: tuple[int, int] | None = None,
+    cache_dir: str | None = "",
+) -> ImageDataset:
+    """Loads and validates the source named by `dataset` (see the module docstring).
+    `image_size` and `cache_dir` apply to folders (lcmt_tf.data.folders.load_folder)."""
     kind = source_kind(dataset)
     if kind == "tfds":
-        return _validated(dataset, *_load_tfds(TFDS_NAMES[dataset], data_dir, download))
+        *arrays, names = _load_tfds(TFDS_NAMES[dataset], data_dir, download)
+        return dataclasses.replace(_validated(dataset, *arrays), class_names=names)
     if kind == "digits":
         return _validated(dataset, *_load_digits())
     path = dataset.partition(":")[2]
     if not os.path.exists(path):
         raise UserInputError(f"--dataset={dataset}: {path} does not exist")
-    loader = _load_npz if kind == "npz" else _load_folder
-    return _validated(dataset, *loader(path))
+    if kind == "npz":
+        *arrays, names = _load_npz(path)
+        validated = _validated(dataset, *arrays)
+        return dataclasses.replace(validated, class_names=names) if names else validated
+    from lcmt_tf.data.folders import load_folder
+
+    x_train, y_train, x_test, y_test, x_unlabeled, names = load_folder(path, image_size, cache_dir)
+    if x_test is None:  # no test/: only a validation split can evaluate this run
+        x_test, y_test = np.zeros((0, *x_train.shape[1:]), np.uint8), np.zeros(0, np.int32)
+    validated = _validated(dataset, x_train, y_train, x_test, y_test, len(names))
+    return dataclasses.replace(validated, class_names=tuple(names), x_unlabeled=x_unlabeled)
 
 
 def _load_tfds(name: str, data_dir: str | None, download: bool):
     import tensorflow_datasets as tfds
 
     try:
-        splits = tfds.load(
-            name, split=["train", "test"], data_dir=data_dir, as_supervised=True, download=download
+        splits, info = tfds.load(
+            name,
+            split=["train", "test"],
+            data_dir=data_dir,
+            as_supervised=True,
+            download=download,
+            with_info=True,
         )
     except Exception as error:  # tfds raises assertion, import and network errors alike
         where = data_dir or "the default tensorflow-datasets folder (~/tensorflow_datasets)"
@@ -106,7 +151,7 @@ def _load_tfds(name: str, data_dir: str | None, download: bool):
             images.append(image)
             labels.append(label)
         arrays += [np.stack(images), np.asarray(labels)]
-    return (*arrays, None)
+    return (*arrays, None, tuple(info.features["label"].names))
 
 
 def _load_digits():
@@ -129,6 +174,7 @@ def _load_npz(path: str):
         with np.load(path, allow_pickle=False) as archive:
             present = set(archive.files)
             arrays = [archive[key] for key in keys if key in present]
+            names = tuple(map(str, archive["class_names"])) if "class_names" in present else ()
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise UserInputError(f"cannot read {path} as a .npz archive: {error}") from None
     missing = [key for key in keys if key not in present]
@@ -146,64 +192,7 @@ def _load_npz(path: str):
             raise UserInputError(
                 f"{path}: {name} has dtype {images.dtype}; expected uint8 images (0..255)"
             )
-    return x_train, y_train, x_test, y_test, None
-
-
-def _read_image(path: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            array = np.asarray(image)
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise UserInputError(f"cannot read image {path}: corrupt or truncated ({error})") from None
-    return array[..., None] if array.ndim == 2 else array
-
-
-def _read_folder_split(root: str, split: str, classes: list[str]):
-    images, labels, shapes = [], [], {}
-    for label, name in enumerate(classes):
-        class_dir = os.path.join(root, split, name)
-        if not os.path.isdir(class_dir):
-            raise UserInputError(
-                f"{class_dir} is missing: train/ and test/ need the same class folders"
-            )
-        for file_name in sorted(os.listdir(class_dir)):
-            if not file_name.lower().endswith(IMAGE_EXTENSIONS):
-                continue
-            file_path = os.path.join(class_dir, file_name)
-            image = _read_image(file_path)
-            shapes.setdefault(image.shape, file_path)
-            if len(shapes) > 1:
-                (first_shape, first_path), (shape, path) = list(shapes.items())[:2]
-                raise UserInputError(
-                    f"images of different shapes: {path} is {shape}, {first_path} is "
-                    f"{first_shape}; resize them to one shape"
-                )
-            images.append(image)
-            labels.append(label)
-    if not images:
-        raise UserInputError(f"no .png or .jpg images under {os.path.join(root, split)}")
-    return np.stack(images).astype(np.uint8), np.asarray(labels, np.int32), next(iter(shapes))
-
-
-def _load_folder(root: str):
-    train_dir = os.path.join(root, "train")
-    if not os.path.isdir(train_dir) or not os.path.isdir(os.path.join(root, "test")):
-        raise UserInputError(f"{root} needs train/<class>/ and test/<class>/ folders of images")
-    classes = sorted(
-        entry for entry in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, entry))
-    )
-    if len(classes) < 2:
-        raise UserInputError(f"{train_dir} needs one folder per class, at least two")
-    x_train, y_train, train_shape = _read_folder_split(root, "train", classes)
-    x_test, y_test, test_shape = _read_folder_split(root, "test", classes)
-    if train_shape != test_shape:
-        raise UserInputError(
-            f"train images are {train_shape} but test images are {test_shape} in {root}"
-        )
-    return x_train, y_train, x_test, y_test, len(classes)
+    return x_train, y_train, x_test, y_test, None, names
 
 
 def _validated(name, x_train, y_train, x_test, y_test, num_classes) -> ImageDataset:

@@ -29,3 +29,19 @@ def stratified_label_split(
     labeled = np.sort(np.concatenate(chosen))
     unlabeled = np.setdiff1d(np.arange(len(labels)), labeled)
     return labeled, unlabeled
+
+
+def stratified_holdout(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (kept_indices, held_out_indices), sorted and disjoint: from each class
+    round(fraction x its count) images (at least 1, and at least 1 kept), drawn with
+    PCG64 seeded by `seed` on its own stream (the labeled split draws on another)."""
+    rng = np.random.default_rng([seed, 1])
+    held_out = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = min(max(1, int(round(fraction * len(members)))), len(members) - 1)
+        held_out.append(rng.choice(members, size=count, replace=False))
+    held = np.sort(np.concatenate(held_out)) if held_out else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held), held

@@ -26,7 +26,6 @@ from lcmt_tf.run_files import (
     HISTORY_FILE,
     RESULTS_FILE,
     STATE_FILE,
-    atomic_write,
     saved_epoch,
 )
 
@@ -176,22 +175,6 @@ def nan_to_none(value):
     if isinstance(value, list):
         return [nan_to_none(item) for item in value]
     return value
-
-
-def write_csv(path: str, columns: Sequence[str], rows: Sequence[dict]) -> None:
-    """Writes `rows` (dicts) as CSV with `columns`, lists joined by spaces, atomically."""
-
-    def write(temporary):
-        with open(temporary, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(columns)
-            for row in rows:
-                values = (row.get(column) for column in columns)
-                writer.writerow(
-                    [" ".join(map(str, v)) if isinstance(v, list) else v for v in values]
-                )
-
-    atomic_write(path, write)
 
 
 def status(run: Run) -> str:

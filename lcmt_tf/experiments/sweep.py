@@ -29,11 +29,10 @@ from lcmt_tf.experiments.runner import (
     resolve,
     run_args,
     unfinished,
-    write_csv,
 )
 from lcmt_tf.experiments.table import error_cell, error_row, incomplete_lines, run_directory
 from lcmt_tf.fork import MAY_DIFFER_AFTER_FORK
-from lcmt_tf.run_files import atomic_write_json, atomic_write_text
+from lcmt_tf.run_files import atomic_write_csv, atomic_write_json, atomic_write_text
 
 # Parameters whose value 0 switches Local Clustering off: plain Mean Teacher.
 ZERO_MEANS_MEAN_TEACHER = ("lc_epsilon", "lc_weight")
@@ -188,7 +187,7 @@ def write_sweep(stem: str, sweep: dict) -> list[str]:
         "teacher_best_test_error_mean",
         "teacher_best_test_error_std",
     )
-    write_csv(paths[1], columns, sweep["rows"])
+    atomic_write_csv(paths[1], columns, sweep["rows"])
     atomic_write_text(paths[2], markdown(sweep))
     plot_sweep(sweep, paths[3])
     return paths

@@ -27,10 +27,9 @@ from lcmt_tf.experiments.runner import (
     resolve,
     run_args,
     unfinished,
-    write_csv,
 )
 from lcmt_tf.experiments.statistics import mean_std, paired_difference
-from lcmt_tf.run_files import atomic_write_json, atomic_write_text
+from lcmt_tf.run_files import atomic_write_csv, atomic_write_json, atomic_write_text
 
 DEFAULT_METHODS = ("mt", "mtlc")
 ERROR_KEYS = ("teacher_test_error", "student_test_error", "teacher_best_test_error")
@@ -198,5 +197,5 @@ def write_table(root: str, table: dict) -> None:
     """ROOT/table.json, table.csv and table.md, each written atomically."""
     os.makedirs(root, exist_ok=True)
     atomic_write_json(os.path.join(root, "table.json"), table)
-    write_csv(os.path.join(root, "table.csv"), CSV_COLUMNS, table["rows"])
+    atomic_write_csv(os.path.join(root, "table.csv"), CSV_COLUMNS, table["rows"])
     atomic_write_text(os.path.join(root, "table.md"), markdown(table))

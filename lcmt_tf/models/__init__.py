@@ -9,6 +9,8 @@ stay light.
     convnet.py      conv_large (the 13-layer ConvNet) and digits_net, batch-normalized
     convnet_wn.py   conv_large_wn, the authors' variant: weight norm + mean-only batch
                     norm, initialized from the data (`initialize_from_data`)
+    wrn.py          wrn_28_2, the Wide ResNet of FixMatch / USB / TorchSSL
+    backbone.py     from_backbone: any Keras network as g; keras_applications:NAME
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ class ModelSpec:
     module: str
     builder: str
     min_image_size: int
+    options: tuple[tuple[str, str], ...] = ()  # more keyword arguments of the builder
 
     def build(self, num_classes: int, input_shape: tuple[int, int, int], width: float):
         function = getattr(importlib.import_module(self.module), self.builder)
-        return function(num_classes=num_classes, input_shape=input_shape, width=width)
+        return function(
+            num_classes=num_classes, input_shape=input_shape, width=width, **dict(self.options)
+        )
 
 
 MODELS = {
@@ -37,13 +42,34 @@ MODELS = {
     "conv_large_wn": ModelSpec("lcmt_tf.models.convnet_wn", "conv_large_wn", min_image_size=12),
     # One 2x2 pooling.
     "digits_net": ModelSpec("lcmt_tf.models.convnet", "digits_net", min_image_size=2),
+    # Two stride-2 stages: 8 -> 4 -> 2 pixels.
+    "wrn_28_2": ModelSpec("lcmt_tf.models.wrn", "wrn_28_2", min_image_size=8),
 }
+KERAS_APPLICATIONS_PREFIX = "keras_applications:"
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The ModelSpec of a --model name: a MODELS entry or keras_applications:NAME
+    (most keras.applications networks need 32x32 images at least)."""
+    if name.startswith(KERAS_APPLICATIONS_PREFIX):
+        application = name[len(KERAS_APPLICATIONS_PREFIX) :]
+        return ModelSpec(
+            "lcmt_tf.models.backbone",
+            "keras_application",
+            min_image_size=32,
+            options=(("application", application),),
+        )
+    return MODELS[name]
+
 
 _EXPORTS = {
     "conv_large": "lcmt_tf.models.convnet",
     "digits_net": "lcmt_tf.models.convnet",
     "conv_large_wn": "lcmt_tf.models.convnet_wn",
     "initialize_from_data": "lcmt_tf.models.convnet_wn",
+    "wrn_28_2": "lcmt_tf.models.wrn",
+    "wide_resnet": "lcmt_tf.models.wrn",
+    "from_backbone": "lcmt_tf.models.backbone",
 }
 
 

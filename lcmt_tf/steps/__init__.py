@@ -34,6 +34,9 @@ class UnsupportedBackendSteps:
     def test_step(self, *args):
         self._refuse()
 
+    def loss_term_gradient_norms(self, *args):
+        self._refuse()
+
 
 def steps_for_backend(backend: str) -> type:
     """The step class for a Keras backend name."""

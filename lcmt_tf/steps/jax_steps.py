@@ -73,6 +73,40 @@ class JaxSteps:
         )
         return logs, (trainable_values, non_trainable_values, optimizer_values, metrics_values)
 
+    def loss_term_gradient_norms(self, data, names) -> dict[str, tuple[float, float]]:
+        """{term: (|d term / d student|, |d term / d teacher|)} over one batch, as pure
+        functions of the current values (no variable changes)."""
+        import jax.numpy as jnp
+
+        students = list(self.trainable_variables)
+        teacher_ids = {id(teacher) for teacher, _ in self.ema_pairs}
+        teachers = [v for v in self.non_trainable_variables if id(v) in teacher_ids]
+        others = [v for v in self.non_trainable_variables if id(v) not in teacher_ids]
+        values = [[v.value for v in group] for group in (students, teachers, others)]
+
+        def term(name, student_values, teacher_values):
+            def forward():
+                return self.compute_losses(data)[1][name]
+
+            result, _ = stateless(
+                forward,
+                (students, student_values),
+                (teachers, teacher_values),
+                (others, values[2]),
+            )
+            return result
+
+        def norm(gradients):
+            return float(jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in gradients)))
+
+        norms = {}
+        for name in names:
+            student_gradients, teacher_gradients = jax.grad(
+                lambda s, t, name=name: term(name, s, t), argnums=(0, 1)
+            )(values[0], values[1])
+            norms[name] = (norm(student_gradients), norm(teacher_gradients))
+        return norms
+
     def test_step(self, state, data):
         trainable_values, non_trainable_values, metrics_values = state
         logs, (_, _, metrics_values) = stateless(

@@ -28,3 +28,29 @@ class TensorFlowSteps:
 
     def test_step(self, data):
         return self.evaluation_metrics(data)
+
+    def loss_term_gradient_norms(self, data, names) -> dict[str, tuple[float, float]]:
+        """{term: (|d term / d student|, |d term / d teacher|)} over one batch, eagerly;
+        the batch-norm statistics and random states it touches are restored."""
+        students = [variable.value for variable in self.trainable_variables]
+        teachers = [teacher.value for teacher, _ in self.ema_pairs]
+        saved = [variable.numpy() for variable in self.non_trainable_variables]
+        try:
+            with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+                tape.watch(students + teachers)
+                _, terms, _ = self.compute_losses(data)
+            norms = {}
+            for name in names:
+                gradients = tape.gradient(
+                    terms[name],
+                    students + teachers,
+                    unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                )
+                norms[name] = (
+                    float(tf.linalg.global_norm(gradients[: len(students)])),
+                    float(tf.linalg.global_norm(gradients[len(students) :])),
+                )
+            return norms
+        finally:
+            for variable, value in zip(self.non_trainable_variables, saved):
+                variable.assign(value)

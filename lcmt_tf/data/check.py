@@ -1,0 +1,77 @@
+"""`train.py --check_data`: what a run would train on, and what is wrong with it,
+before any training: counts per class and split, image size, channel statistics,
+and labeled images that also appear in the evaluation set (by content hash)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from lcmt_tf.config import TrainConfig
+from lcmt_tf.errors import UserInputError
+
+
+def image_hashes(images: np.ndarray) -> list[str]:
+    return [hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() for image in images]
+
+
+def check_data(config: TrainConfig) -> tuple[str, list[str]]:
+    """(a readable summary, the problems found, one line each). Data that cannot be
+    read at all raises UserInputError instead."""
+    from lcmt_tf.data.split import stratified_label_split
+    from lcmt_tf.train import evaluation_set, load_run_dataset
+
+    dataset = load_run_dataset(config)
+    problems = []
+    try:
+        config.check_against_data(dataset)
+    except UserInputError as error:
+        problems.append(str(error))
+    images, labels = dataset.training_pool()
+    labeled = np.arange(len(dataset.y_train))
+    if not config.labels_all() and not problems:
+        labeled, _ = stratified_label_split(
+            labels, config.num_labels, dataset.num_classes, config.label_seed
+        )
+    is_labeled = np.zeros(len(labels), bool)
+    is_labeled[labeled] = True
+    mean, std = dataset.channel_mean_std()
+    height, width, channels = dataset.image_shape
+    evaluated = "validation" if config.validation_fraction else "test"
+    lines = [
+        f"data set: {config.dataset}",
+        f"images: {height}x{width}, {channels} channel{'s' if channels > 1 else ''}; "
+        f"channel mean {np.round(mean, 4).tolist()}, std {np.round(std, 4).tolist()}",
+        f"evaluation: {evaluation_set(config)}",
+        "",
+        f"| class | train | labeled | unlabeled | {evaluated} |",
+        "|---|---|---|---|---|",
+    ]
+    for index, name in enumerate(dataset.class_names):
+        members = dataset.y_train == index
+        lines.append(
+            f"| {name} | {int(members.sum())} | {int(is_labeled[: len(members)][members].sum())} "
+            f"| {int((~is_labeled[: len(members)][members]).sum())} "
+            f"| {int((dataset.y_test == index).sum())} |"
+        )
+    if len(dataset.x_unlabeled):
+        lines.append(f"| (unlabeled/ folder) | — | 0 | {len(dataset.x_unlabeled)} | — |")
+    lines.append(
+        f"| total | {len(dataset.y_train)} | {int(is_labeled.sum())} "
+        f"| {int((~is_labeled).sum())} | {len(dataset.y_test)} |"
+    )
+    test_hashes = set(image_hashes(dataset.x_test))
+    duplicated = [
+        int(index) for index, digest in zip(labeled, image_hashes(images[labeled]))
+        if digest in test_hashes
+    ]  # fmt: skip
+    lines.append("")
+    lines.append(f"labeled images also in the evaluation set (same pixels): {len(duplicated)}")
+    if duplicated:
+        problems.append(
+            f"{len(duplicated)} labeled training images also appear in the evaluation set "
+            f"(training-pool indices {duplicated[:5]}{' ...' if len(duplicated) > 5 else ''}); "
+            "remove them from one of the two"
+        )
+    return "\n".join(lines), problems

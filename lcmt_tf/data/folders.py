@@ -1,0 +1,213 @@
+"""Image folders as a data set: `folder:PATH`, read once and cached decoded.
+
+    PATH/train/<class>/*     labeled images (class = folder name, sorted order)
+    PATH/test/<class>/*      test images, the same class folders (optional with a
+                             validation split, see lcmt_tf.train.load_run_dataset)
+    PATH/unlabeled/**/*      images without labels, in any subfolders (optional)
+
+Formats: PNG, JPEG, BMP, WebP. Images of different sizes are refused unless
+`image_size` (H, W) is given, which resizes every image (bilinear). A mix of grayscale
+and colour images is converted to the mode most of them have, with a warning.
+
+Decoding tens of thousands of files dominates a short run, so the decoded arrays are
+cached in `cache_dir`, under a key made of every file's relative path, size and
+modification time and the requested image size: a changed folder is read again.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+
+import numpy as np
+
+from lcmt_tf.errors import UserInputError
+from lcmt_tf.run_files import atomic_write
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+CACHE_VERSION = 1
+# PIL modes, by the mode an image becomes: grayscale ("L") or colour ("RGB").
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "lcmt_tf", "folders")
+
+
+def image_files(directory: str) -> list[str]:
+    """Image files under `directory`, recursively, in sorted order."""
+    found = []
+    for parent, folders, names in os.walk(directory):
+        folders.sort()
+        found += [os.path.join(parent, n) for n in sorted(names) if is_image_file(n)]
+    return found
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def folder_listing(root: str) -> dict[str, list[tuple[str, int]]]:
+    """{split: [(path, label)]} of a folder data set, label -1 for unlabeled images,
+    and the class names under "classes" (as [(name, index)])."""
+    train_dir = os.path.join(root, "train")
+    if not os.path.isdir(train_dir):
+        raise UserInputError(f"{root} needs a train/<class>/ folder of images per class")
+    classes = sorted(
+        entry for entry in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, entry))
+    )
+    if len(classes) < 2:
+        raise UserInputError(f"{train_dir} needs one folder per class, at least two")
+    listing: dict[str, list] = {"classes": [(name, i) for i, name in enumerate(classes)]}
+    for split in ("train", "test"):
+        split_dir = os.path.join(root, split)
+        if split == "test" and not os.path.isdir(split_dir):
+            continue
+        entries = []
+        for label, name in enumerate(classes):
+            class_dir = os.path.join(split_dir, name)
+            if not os.path.isdir(class_dir):
+                raise UserInputError(
+                    f"{class_dir} is missing: train/ and test/ need the same class folders"
+                )
+            entries += [(path, label) for path in image_files(class_dir)]
+        if not entries:
+            raise UserInputError(
+                f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {split_dir}/<class>/"
+            )
+        listing[split] = entries
+    unlabeled_dir = os.path.join(root, "unlabeled")
+    if os.path.isdir(unlabeled_dir):
+        listing["unlabeled"] = [(path, -1) for path in image_files(unlabeled_dir)]
+        if not listing["unlabeled"]:
+            raise UserInputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {unlabeled_dir}")
+    return listing
+
+
+def cache_key(root: str, listing: dict, image_size: tuple[int, int] | None) -> str:
+    digest = hashlib.sha256(f"v{CACHE_VERSION} {image_size}".encode())
+    for split in ("train", "test", "unlabeled"):
+        for path, label in listing.get(split, []):
+            status = os.stat(path)
+            relative = os.path.relpath(path, root)
+            digest.update(
+                f"{split}\0{relative}\0{label}\0{status.st_size}\0{status.st_mtime_ns}\n".encode()
+            )
+    return digest.hexdigest()[:32]
+
+
+def unreadable(path: str, error: Exception) -> UserInputError:
+    return UserInputError(f"cannot read image {path}: corrupt or truncated ({error})")
+
+
+def target_mode(paths: list[str]) -> str:
+    """'L' or 'RGB': the mode most images have (a warning when they are mixed)."""
+    from PIL import Image, UnidentifiedImageError
+
+    modes = collections.Counter()
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                modes["L" if image.mode in GRAYSCALE_MODES else "RGB"] += 1
+        except (OSError, UnidentifiedImageError, SyntaxError) as error:
+            raise UserInputError(
+                f"cannot read image {path}: corrupt or truncated ({error})"
+            ) from None
+    mode = "L" if modes["L"] > modes["RGB"] else "RGB"
+    if len(modes) > 1:
+        logging.warning(
+            "%d grayscale and %d colour images: all are converted to %s",
+            modes["L"],
+            modes["RGB"],
+            "grayscale" if mode == "L" else "RGB",
+        )
+    return mode
+
+
+def read_image(path: str, mode: str, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """(H, W, C) uint8 array of one image file, converted to `mode`, resized to
+    `image_size` (H, W) if given. A file that cannot be decoded is a UserInputError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image = image.convert(mode)
+            if image_size is not None and image.size != (image_size[1], image_size[0]):
+                image = image.resize((image_size[1], image_size[0]), Image.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise unreadable(path, error) from None
+    return array[..., None] if array.ndim == 2 else array
+
+
+def decode(entries: list[tuple[str, int]], mode: str, image_size) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked images and labels of `entries`; images of different sizes are refused
+    when no `image_size` is given."""
+    images, first = [], None
+    for path, _ in entries:
+        image = read_image(path, mode, image_size)
+        if first is None:
+            first = (image.shape, path)
+        elif image.shape != first[0]:
+            raise UserInputError(
+                f"images of different shapes: {path} is {image.shape}, {first[1]} is "
+                f"{first[0]}; pass --image_size=H,W to resize them to one size"
+            )
+        images.append(image)
+    labels = np.asarray([label for _, label in entries], np.int32)
+    return np.stack(images), labels
+
+
+def load_folder(root: str, image_size: tuple[int, int] | None = None, cache_dir: str | None = ""):
+    """(x_train, y_train, x_test, y_test, x_unlabeled, class_names) of `folder:ROOT`;
+    x_test and y_test are None without a test/ folder, x_unlabeled is (0, H, W, C)
+    without an unlabeled/ folder. cache_dir: "" = the user cache directory, None =
+    no cache."""
+    listing = folder_listing(root)
+    class_names = [name for name, _ in listing["classes"]]
+    if cache_dir == "":
+        cache_dir = default_cache_dir()
+    cache_path = None
+    if cache_dir is not None:
+        cache_path = os.path.join(cache_dir, f"{cache_key(root, listing, image_size)}.npz")
+        if os.path.isfile(cache_path):
+            with np.load(cache_path) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+            logging.info("Read the decoded images of %s from %s.", root, cache_path)
+            return _unpack(arrays, class_names)
+    splits = [split for split in ("train", "test", "unlabeled") if split in listing]
+    mode = target_mode([path for split in splits for path, _ in listing[split]])
+    arrays = {}
+    shapes = {}
+    for split in splits:
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = decode(listing[split], mode, image_size)
+        shapes[split] = arrays[f"x_{split}"].shape[1:]
+    if len(set(shapes.values())) > 1:
+        shown = ", ".join(f"{split} {shape}" for split, shape in shapes.items())
+        raise UserInputError(
+            f"images of different shapes in {root} ({shown}); pass --image_size=H,W to resize"
+        )
+    if cache_path is not None:
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+            atomic_write(cache_path, lambda temporary: np.savez(temporary, **arrays))
+        except OSError as error:
+            logging.warning("Could not cache the decoded images in %s: %s", cache_dir, error)
+    return _unpack(arrays, class_names)
+
+
+def _unpack(arrays: dict, class_names: list[str]):
+    x_train = arrays["x_train"]
+    empty = np.zeros((0, *x_train.shape[1:]), np.uint8)
+    return (
+        x_train,
+        arrays["y_train"],
+        arrays.get("x_test"),
+        arrays.get("y_test"),
+        arrays.get("x_unlabeled", empty),
+        class_names,
+    )
