@@ -289,6 +289,7 @@ def export_run(model_dir: str, export_format: str, output: str) -> str:
             ) from None
     trained = load_run(model_dir)
     exported = inference_model(trained)
+    exported(np.zeros((1, *trained.image_shape), np.uint8))  # the ONNX exporter needs a call
     keras_format = "tf_saved_model" if export_format == "savedmodel" else "onnx"
     exported.export(output, format=keras_format, verbose=False)
     classes_path = (

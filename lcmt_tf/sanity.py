@@ -30,13 +30,13 @@ def active_terms(model, consistency_weight: float, lc_weight: float) -> list[str
 
 def check_loss_terms(model, batch, consistency_weight: float, lc_weight: float) -> dict:
     """Raises LossWiringError naming the first term with no gradient into the student
-    or any into the teacher; returns {term: (student norm, teacher norm)}. An LC term
-    whose value is 0 on this batch (no neighbor pair at a nonzero distance: its
-    gradient is 0 by construction) is reported and not checked."""
+    or any into the teacher; returns {term: (value, student norm, teacher norm)}. An
+    LC term whose value is 0 on this batch (no neighbor pair at a nonzero distance: its
+    gradient is 0 by construction) is logged and not checked."""
     names = active_terms(model, consistency_weight, lc_weight)
     norms = model.loss_term_gradient_norms(batch, names)
-    for name, (student_norm, teacher_norm) in norms.items():
-        if name == "lc" and student_norm == 0.0:
+    for name, (value, student_norm, teacher_norm) in norms.items():
+        if name == "lc" and value == 0.0:
             logging.info("Sanity check: no LC neighbor pair in the first batch; LC not checked.")
             continue
         if not student_norm > 0.0:
@@ -50,6 +50,6 @@ def check_loss_terms(model, batch, consistency_weight: float, lc_weight: float) 
                 f"sanity check: the {name} loss has a gradient into the teacher's weights "
                 f"(norm {teacher_norm:.3g}); only the EMA may change the teacher"
             )
-    moved = ", ".join(f"{name} {student:.3g}" for name, (student, _) in norms.items())
+    moved = ", ".join(f"{name} {student:.3g}" for name, (_, student, _) in norms.items())
     logging.info("Sanity check passed; gradient norms into the student: %s", moved)
     return norms

@@ -117,6 +117,13 @@ def requires_backend(name: str):
     return pytest.mark.skipif(keras.backend.backend() != name, reason=f"needs the {name} backend")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_directory(tmp_path_factory):
+    """Folder data sets cache their decoded images in the user cache directory
+    (~/.cache/lcmt_tf): the tests, and the commands they start, use their own."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(autouse=True)
 def _clear_keras_session():
     keras.utils.set_random_seed(0)

@@ -9,7 +9,7 @@ import pytest
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.fork import check_fork
 
-from conftest import train
+from conftest import error_lines, train
 
 # A couple of epochs of MT+LC on digits, with LC on from the second epoch.
 QUICK = [
@@ -311,3 +311,76 @@ def test_an_unsupported_backend_is_one_line_and_exit_status_2(tmp_path):
         == "train.py: error: KERAS_BACKEND=numpy: lcmt_tf trains on the tensorflow and jax backends"
     )
     assert not (tmp_path / "run").exists()
+
+
+def image_folder(root, with_test=True, duplicate=False):
+    """2 classes x 6 labeled 8x8 images, 40 unlabeled, optionally 4 test images per
+    class (the first a copy of a labeled image with `duplicate`)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def save(path, pixels):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+
+    first = None
+    for label in ("cat", "dog"):
+        for index in range(6):
+            pixels = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            first = pixels if first is None else first
+            save(root / "train" / label / f"{index}.png", pixels)
+            if with_test and index < 4:
+                copy = duplicate and label == "cat" and index == 0
+                save(root / "test" / label / f"{index}.png", first if copy else pixels // 2)
+    for index in range(40):
+        save(root / "unlabeled" / f"{index}.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    return root
+
+
+FOLDER_RUN = [*QUICK[1:3], "--num_labels=all", "--unlabeled_batch_size=16",
+              "--labeled_batch_size=4", "--translate=1"]  # fmt: skip
+
+
+@pytest.mark.tensorflow_only
+def test_check_data_prints_the_summary_and_exits_0(tmp_path):
+    data = image_folder(tmp_path / "data")
+    completed = train(f"--dataset=folder:{data}", *FOLDER_RUN, "--check_data")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "| cat | 6 | 6 | 0 | 4 |" in completed.stdout
+    assert "| (unlabeled/ folder) | — | 0 | 40 | — |" in completed.stdout
+    assert "images: 8x8, 1 channel" in completed.stdout
+    assert "labeled images also in the evaluation set (same pixels): 0" in completed.stdout
+
+
+@pytest.mark.tensorflow_only
+def test_check_data_names_each_problem_on_a_line_and_exits_2(tmp_path):
+    data = image_folder(tmp_path / "data", duplicate=True)
+    completed = train(f"--dataset=folder:{data}", *FOLDER_RUN, "--unlabeled_batch_size=64",
+                      "--check_data")  # fmt: skip
+    assert completed.returncode == 2
+    problems = [line for line in error_lines(completed.stderr) if "problem:" in line]
+    assert len(problems) == 2, completed.stderr
+    assert (
+        "40 images in unlabeled/ do not fill one batch of --unlabeled_batch_size=64"
+        in (problems[0])
+    )
+    assert "1 labeled training images also appear in the evaluation set" in problems[1]
+
+
+@pytest.mark.tensorflow_only
+def test_all_labels_without_a_test_folder_needs_a_validation_split(tmp_path):
+    data = image_folder(tmp_path / "data", with_test=False)
+    refused = train(f"--dataset=folder:{data}", *FOLDER_RUN, f"--model_dir={tmp_path / 'a'}")
+    assert refused.returncode == 2
+    assert "has no test images" in error_lines(refused.stderr)[-1]
+    assert "--validation_fraction=F" in error_lines(refused.stderr)[-1]
+    completed = train(f"--dataset=folder:{data}", *FOLDER_RUN, "--validation_fraction=0.34",
+                      "--epochs=1", f"--model_dir={tmp_path / 'b'}")  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    results = json.load(open(tmp_path / "b" / "results.json"))
+    # round(0.34 x 6) = 2 of each class's 6 held out; 4 of each labeled.
+    assert (results["num_labeled"], results["num_unlabeled"]) == (8, 40)
+    assert results["evaluation_set"].startswith("validation split: 0.34 of each class")
+    assert json.load(open(tmp_path / "b" / "dataset.json"))["num_evaluation"] == 4

@@ -196,3 +196,94 @@ def test_npz_missing_arrays(tmp_path):
     np.savez(tmp_path / "data.npz", x_train=np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(UserInputError, match=r"lacks the arrays \['y_train', 'x_test', 'y_test'\]"):
         load_dataset(f"npz:{tmp_path / 'data.npz'}")
+
+
+def save_image(path, pixels, **options):
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(pixels.squeeze()).save(path, **options)
+
+
+def test_folder_with_unlabeled_images_in_subfolders_and_every_format(tmp_path):
+    rng = np.random.default_rng(1)
+    expected = {}
+    for index, ending in enumerate(("png", "bmp", "webp", "jpg")):
+        pixels = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        options = {"lossless": True} if ending == "webp" else {}
+        save_image(tmp_path / "train" / "b" / f"{index}.{ending}", pixels, **options)
+        expected[ending] = pixels
+        save_image(tmp_path / "train" / "a" / f"{index}.png", pixels)
+    for index in range(5):  # nested, in any subfolder
+        save_image(tmp_path / "unlabeled" / f"part{index % 2}" / f"{index}.png",
+                   np.full((6, 6, 3), index, np.uint8))  # fmt: skip
+    (tmp_path / "unlabeled" / "notes.txt").write_text("not an image")
+    dataset = load_dataset(f"folder:{tmp_path}", cache_dir=None)
+    assert dataset.class_names == ("a", "b") and len(dataset.y_test) == 0
+    for ending in ("png", "bmp", "webp"):  # lossless formats come back exactly
+        position = 4 + ("png", "bmp", "webp").index(ending)  # b's files: 0.png, 1.bmp, 2.webp
+        np.testing.assert_array_equal(dataset.x_train[position], expected[ending])
+    # Sorted walk: part0/0.png, part0/2.png, part0/4.png, part1/1.png, part1/3.png.
+    assert dataset.x_unlabeled[:, 0, 0, 0].tolist() == [0, 2, 4, 1, 3]
+    images, labels = dataset.training_pool()
+    assert len(images) == 13 and labels[8:].tolist() == [-1] * 5
+
+
+def test_mixed_sizes_are_refused_unless_resized(tmp_path):
+    write_folder(tmp_path, shape=(6, 6, 3), per_class=2, classes=("a", "b"))
+    save_image(tmp_path / "unlabeled" / "big.png", np.zeros((12, 10, 3), np.uint8))
+    with pytest.raises(UserInputError, match=r"different shapes.*--image_size=H,W"):
+        load_dataset(f"folder:{tmp_path}", cache_dir=None)
+    dataset = load_dataset(f"folder:{tmp_path}", image_size=(4, 5), cache_dir=None)
+    assert dataset.image_shape == (4, 5, 3) and dataset.x_unlabeled.shape == (1, 4, 5, 3)
+
+
+def test_mixed_grayscale_and_colour_become_the_majority_mode(tmp_path, caplog):
+    write_folder(tmp_path, shape=(6, 6), per_class=2, classes=("a", "b"))  # grayscale
+    colour = np.zeros((6, 6, 3), np.uint8)
+    colour[..., 0] = 255
+    save_image(tmp_path / "unlabeled" / "red.png", colour)
+    with caplog.at_level("WARNING"):
+        dataset = load_dataset(f"folder:{tmp_path}", cache_dir=None)
+    assert "8 grayscale and 1 colour images: all are converted to grayscale" in caplog.text
+    assert dataset.image_shape == (6, 6, 1)
+    # PIL's luminance: L = 0.299 R + 0.587 G + 0.114 B.
+    assert dataset.x_unlabeled[0, 0, 0, 0] == round(0.299 * 255)
+
+
+def test_decoded_folders_are_cached_and_read_again_when_a_file_changes(tmp_path, monkeypatch):
+    from lcmt_tf.data import folders
+
+    data = tmp_path / "data"
+    write_folder(data, per_class=2, classes=("a", "b"))
+    cache = tmp_path / "cache"
+    first = load_dataset(f"folder:{data}", cache_dir=str(cache))
+    assert len(list(cache.glob("*.npz"))) == 1
+    decoded = []
+    real_read = folders.read_image
+    monkeypatch.setattr(folders, "read_image", lambda *a: decoded.append(a) or real_read(*a))
+    again = load_dataset(f"folder:{data}", cache_dir=str(cache))
+    assert decoded == []  # nothing decoded: all from the cache
+    np.testing.assert_array_equal(again.x_train, first.x_train)
+    assert again.class_names == first.class_names
+    save_image(data / "train" / "a" / "0.png", np.zeros((5, 4, 3), np.uint8))
+    changed = load_dataset(f"folder:{data}", cache_dir=str(cache))
+    assert len(decoded) == 8 and changed.x_train[0].max() == 0
+    assert len(list(cache.glob("*.npz"))) == 2
+
+
+def test_a_folder_without_images_says_where(tmp_path):
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    (tmp_path / "train" / "b").mkdir()
+    with pytest.raises(UserInputError, match=r"no images \(.png, .jpg, .jpeg, .bmp, .webp\)"):
+        load_dataset(f"folder:{tmp_path}", cache_dir=None)
+
+
+def test_stratified_holdout_takes_the_share_of_every_class():
+    from lcmt_tf.data import stratified_holdout
+
+    labels = np.repeat([0, 1, 2], [10, 20, 3])
+    kept, held = stratified_holdout(labels, 0.2, seed=4)
+    assert np.bincount(labels[held]).tolist() == [2, 4, 1]
+    assert sorted(set(kept) | set(held)) == list(range(33)) and not set(kept) & set(held)
+    np.testing.assert_array_equal(stratified_holdout(labels, 0.2, seed=4)[1], held)

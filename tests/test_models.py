@@ -5,6 +5,8 @@ import pytest
 from lcmt_tf.models import conv_large, conv_large_wn, digits_net, initialize_from_data
 from lcmt_tf.models.convnet_wn import WeightNormConv2D, WeightNormMeanOnlyBN
 
+from conftest import FixedBatches
+
 
 def test_conv_large_contract_and_size():
     model = conv_large()
@@ -126,3 +128,69 @@ def test_conv_large_wn_round_trips_through_a_keras_file(tmp_path):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(loaded), keras.ops.convert_to_numpy(original)
         )
+
+
+def wrn_parameter_count(num_classes=10, depth=28, widen=2):
+    """WRN-depth-widen's trainable parameters by hand: 3x3 kernels, 1x1 shortcuts,
+    batch-norm scale and offset, the dense head."""
+    blocks = (depth - 4) // 6
+    widths = [16, 16 * widen, 32 * widen, 64 * widen]
+    count = 3 * 3 * 3 * widths[0]  # stem
+    channels = widths[0]
+    for filters in widths[1:]:
+        for index in range(blocks):
+            count += 2 * channels  # pre-activation batch norm
+            count += 9 * channels * filters + 2 * filters + 9 * filters * filters
+            if channels != filters:
+                count += channels * filters  # 1x1 shortcut
+            channels = filters
+    return count + 2 * channels + channels * num_classes + num_classes
+
+
+def test_wrn_28_2_size_and_contract():
+    from lcmt_tf.models import wrn_28_2
+
+    model = wrn_28_2()
+    trainable = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+    assert trainable == wrn_parameter_count() == 1_467_610
+    features, logits = model(np.zeros((2, 32, 32, 3), "float32"), training=False)
+    assert tuple(features.shape) == (2, 128) and tuple(logits.shape) == (2, 10)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 25 and all(norm.momentum == 0.999 for norm in norms)  # PyTorch 0.001
+
+
+def test_from_backbone_wraps_a_keras_application_into_the_contract():
+    from lcmt_tf import MeanTeacher
+    from lcmt_tf.augment import Augmentation
+    from lcmt_tf.models import from_backbone
+
+    backbone = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(32, 32, 3), alpha=0.35
+    )
+    student = from_backbone(backbone, num_classes=5, feature_dim=128)
+    features, logits = student(np.zeros((3, 32, 32, 3), "float32"), training=False)
+    assert tuple(features.shape) == (3, 128) and tuple(logits.shape) == (3, 5)
+    assert student.get_layer("features").kernel.shape == (backbone.output_shape[-1], 128)
+    # It trains as a MeanTeacher student: one step changes its weights.
+    model = MeanTeacher(student, Augmentation([0.5] * 3, [0.25] * 3), lc_weight=1.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    rng = np.random.default_rng(0)
+    batch = {
+        "labeled_images": rng.integers(0, 256, (4, 32, 32, 3), dtype="uint8"),
+        "labels": np.arange(4, dtype="int32"),
+        "unlabeled_images": rng.integers(0, 256, (4, 32, 32, 3), dtype="uint8"),
+    }
+    before = student.get_layer("features").kernel.numpy().copy()
+    model.fit(FixedBatches([batch]), epochs=1, verbose=0, shuffle=False)
+    assert not np.allclose(student.get_layer("features").kernel.numpy(), before)
+
+
+def test_keras_applications_names_are_checked():
+    from lcmt_tf.errors import UserInputError
+    from lcmt_tf.models import model_spec
+
+    spec = model_spec("keras_applications:NoSuchNet")
+    with pytest.raises(UserInputError, match="keras.applications has no 'NoSuchNet'"):
+        spec.build(num_classes=10, input_shape=(32, 32, 3), width=1.0)
+    student = model_spec("keras_applications:MobileNetV2").build(10, (32, 32, 3), 1.0)
+    assert tuple(student.outputs[0].shape) == (None, 128)

@@ -11,7 +11,8 @@ and colour images is converted to the mode most of them have, with a warning.
 
 Decoding tens of thousands of files dominates a short run, so the decoded arrays are
 cached in `cache_dir`, under a key made of every file's relative path, size and
-modification time and the requested image size: a changed folder is read again.
+modification time, the folder's path and the requested image size: a changed folder
+is read again.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def folder_listing(root: str) -> dict[str, list[tuple[str, int]]]:
 
 
 def cache_key(root: str, listing: dict, image_size: tuple[int, int] | None) -> str:
-    digest = hashlib.sha256(f"v{CACHE_VERSION} {image_size}".encode())
+    digest = hashlib.sha256(f"v{CACHE_VERSION} {os.path.realpath(root)} {image_size}".encode())
     for split in ("train", "test", "unlabeled"):
         for path, label in listing.get(split, []):
             status = os.stat(path)

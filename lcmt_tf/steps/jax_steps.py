@@ -73,8 +73,8 @@ class JaxSteps:
         )
         return logs, (trainable_values, non_trainable_values, optimizer_values, metrics_values)
 
-    def loss_term_gradient_norms(self, data, names) -> dict[str, tuple[float, float]]:
-        """{term: (|d term / d student|, |d term / d teacher|)} over one batch, as pure
+    def loss_term_gradient_norms(self, data, names) -> dict[str, tuple[float, float, float]]:
+        """{term: (value, |d term / d student|, |d term / d teacher|)} over one batch, as pure
         functions of the current values (no variable changes)."""
         import jax.numpy as jnp
 
@@ -101,10 +101,10 @@ class JaxSteps:
 
         norms = {}
         for name in names:
-            student_gradients, teacher_gradients = jax.grad(
+            value, (student_gradients, teacher_gradients) = jax.value_and_grad(
                 lambda s, t, name=name: term(name, s, t), argnums=(0, 1)
             )(values[0], values[1])
-            norms[name] = (norm(student_gradients), norm(teacher_gradients))
+            norms[name] = (float(value), norm(student_gradients), norm(teacher_gradients))
         return norms
 
     def test_step(self, state, data):

@@ -29,8 +29,8 @@ class TensorFlowSteps:
     def test_step(self, data):
         return self.evaluation_metrics(data)
 
-    def loss_term_gradient_norms(self, data, names) -> dict[str, tuple[float, float]]:
-        """{term: (|d term / d student|, |d term / d teacher|)} over one batch, eagerly;
+    def loss_term_gradient_norms(self, data, names) -> dict[str, tuple[float, float, float]]:
+        """{term: (value, |d term / d student|, |d term / d teacher|)} over one batch, eagerly;
         the batch-norm statistics and random states it touches are restored."""
         students = [variable.value for variable in self.trainable_variables]
         teachers = [teacher.value for teacher, _ in self.ema_pairs]
@@ -47,6 +47,7 @@ class TensorFlowSteps:
                     unconnected_gradients=tf.UnconnectedGradients.ZERO,
                 )
                 norms[name] = (
+                    float(terms[name]),
                     float(tf.linalg.global_norm(gradients[: len(students)])),
                     float(tf.linalg.global_norm(gradients[len(students) :])),
                 )
