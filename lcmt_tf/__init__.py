@@ -28,6 +28,9 @@ _EXPORTS = {
     "linear_decay": "lcmt_tf.schedules",
     "sigmoid_rampup": "lcmt_tf.schedules",
     "TrainConfig": "lcmt_tf.config",
+    "check_loss_terms": "lcmt_tf.sanity",
+    "from_backbone": "lcmt_tf.models.backbone",
+    "wrn_28_2": "lcmt_tf.models.wrn",
     "UserInputError": "lcmt_tf.errors",
 }
 

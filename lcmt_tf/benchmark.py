@@ -252,3 +252,59 @@ def peak_memory_mb() -> float:
         if "peak_bytes_in_use" in stats:
             return round(stats["peak_bytes_in_use"] / 2**20, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class LocalClusteringProbe(keras.Model):
+    """Local Clustering alone, as a Keras model whose weights are the features: a
+    training step is LC's forward and backward pass over one batch of features (and
+    an SGD update of them), on any backend."""
+
+    def __init__(self, num_labeled: int, num_unlabeled: int, feature_dim: int, method: str):
+        super().__init__()
+        self.num_labeled, self.method = num_labeled, method
+        self.features = self.add_weight(
+            shape=(num_labeled + num_unlabeled, feature_dim),
+            initializer=keras.initializers.RandomNormal(stddev=1.0, seed=0),
+            name="features",
+        )
+
+    def call(self, inputs):
+        from lcmt_tf.losses import local_clustering
+
+        loss, _ = local_clustering(
+            self.features[: self.num_labeled], self.features[self.num_labeled :], 2.0, self.method
+        )
+        return ops.zeros_like(inputs) + loss
+
+
+def time_local_clustering(
+    num_labeled: int,
+    num_unlabeled: int,
+    feature_dim: int = 128,
+    repeats: int = 5,
+    steps: int = 3,
+    method: str = "auto",
+) -> dict:
+    """Median and fastest seconds of one LC forward + backward (+ update) step over
+    num_labeled + num_unlabeled features, after one warm-up step, and the process's
+    peak memory above what it used before the model was built (run it in a fresh
+    process per batch size)."""
+    baseline_mb = peak_memory_mb()
+    probe = LocalClusteringProbe(num_labeled, num_unlabeled, feature_dim, method)
+    probe.compile(optimizer=keras.optimizers.SGD(1e-3), loss=lambda _, loss: ops.mean(loss))
+    inputs, targets = np.zeros((steps, 1), "float32"), np.zeros((steps, 1), "float32")
+    probe.fit(inputs[:1], targets[:1], batch_size=1, epochs=1, verbose=0)
+    timer = EpochTimer()
+    probe.fit(inputs, targets, batch_size=1, epochs=repeats, verbose=0, callbacks=[timer])
+    per_step = [seconds / steps for seconds in timer.seconds]
+    return {
+        "num_labeled": num_labeled,
+        "num_unlabeled": num_unlabeled,
+        "feature_dim": feature_dim,
+        "method": method,
+        "backend": keras.backend.backend(),
+        "step_time_ms": round(1000 * statistics.median(per_step), 2),
+        "fastest_step_time_ms": round(1000 * min(per_step), 2),
+        "peak_memory_mb": round(peak_memory_mb() - baseline_mb, 1),
+        "device": device_name(),
+    }

@@ -9,22 +9,57 @@ from __future__ import annotations
 
 from keras import ops
 
+# Above this many elements of the (n, m, d) difference tensor (64 MiB in float32; the
+# paper's batch, 32 + 128 images of 128-d features, needs 2.6 M), distances are formed
+# through one matrix product instead, in O(n m) memory.
+DIFFERENCE_LIMIT = 2**24
+DISTANCE_METHODS = ("auto", "difference", "matmul")
 
-def pairwise_mean_squared_distance(a, b):
+
+def pairwise_mean_squared_distance(a, b, same: bool = False, method: str = "auto"):
     """d_ij = mean over features of (a_i - b_j)^2.
 
     Args:
         a: (n, d) features.
         b: (m, d) features.
+        same: a and b are the same features (the U-U block): the diagonal is 0.
+        method: "difference" forms a_i - b_j before squaring, in O(n m d) memory, so
+            identical vectors give exactly 0 at any norm. "matmul" expands
+            |a_i - c|^2 + |b_j - c|^2 - 2 (a_i - c).(b_j - c) around the mean c of b,
+            through one matrix product in O(n m) memory, clamped at 0, with an exact 0
+            diagonal when `same`; it is accurate to float32 rounding relative to the
+            features' spread, not exact for duplicates. "auto": difference up to
+            DIFFERENCE_LIMIT elements of n x m x d (any batch of the paper's size),
+            matmul above it.
 
     Returns:
-        (n, m) distances. The difference is formed before squaring (not expanded as
-        |a|^2 + |b|^2 - 2ab), so identical vectors give exactly 0 at any norm.
+        (n, m) float32 distances.
     """
+    if method not in DISTANCE_METHODS:
+        raise ValueError(f"method must be one of {DISTANCE_METHODS}, not {method!r}")
     a = ops.cast(a, "float32")
     b = ops.cast(b, "float32")
-    difference = ops.expand_dims(a, 1) - ops.expand_dims(b, 0)
-    return ops.mean(ops.square(difference), axis=-1)
+    n, dimensions = a.shape
+    m = b.shape[0]
+    static = None not in (n, m, dimensions)
+    if method == "difference" or (
+        method == "auto" and (not static or n * m * dimensions <= DIFFERENCE_LIMIT)
+    ):
+        difference = ops.expand_dims(a, 1) - ops.expand_dims(b, 0)
+        return ops.mean(ops.square(difference), axis=-1)
+    # Distances do not depend on the origin: centering keeps the expansion's
+    # cancellation relative to the spread of the features, not to their norms.
+    center = ops.stop_gradient(ops.mean(b, axis=0, keepdims=True))
+    a, b = a - center, b - center
+    squared = (
+        ops.sum(ops.square(a), axis=-1, keepdims=True)
+        + ops.expand_dims(ops.sum(ops.square(b), axis=-1), 0)
+        - 2.0 * ops.matmul(a, ops.transpose(b))
+    )
+    distances = ops.maximum(squared, 0.0) / float(dimensions)
+    if same:
+        distances = distances * (1.0 - ops.eye(m, dtype="float32"))
+    return distances
 
 
 def _neighbor_term(distances, epsilon):
@@ -41,12 +76,13 @@ def _neighbor_term(distances, epsilon):
     return term, neighbor_count
 
 
-def lc_distances(z_labeled, z_unlabeled):
+def lc_distances(z_labeled, z_unlabeled, method: str = "auto"):
     """The pairs Local Clustering acts on, eq. (4): (labeled-unlabeled distances
-    (n_l, n_u), unlabeled-unlabeled distances (n_u, n_u), the i = j pairs included)."""
+    (n_l, n_u), unlabeled-unlabeled distances (n_u, n_u), the i = j pairs included).
+    `method`: see `pairwise_mean_squared_distance`."""
     return (
-        pairwise_mean_squared_distance(z_labeled, z_unlabeled),
-        pairwise_mean_squared_distance(z_unlabeled, z_unlabeled),
+        pairwise_mean_squared_distance(z_labeled, z_unlabeled, method=method),
+        pairwise_mean_squared_distance(z_unlabeled, z_unlabeled, same=True, method=method),
     )
 
 
@@ -61,7 +97,7 @@ def local_clustering_of_distances(distances, epsilon):
     return term_lu + term_uu, neighbor_fraction
 
 
-def local_clustering(z_labeled, z_unlabeled, epsilon):
+def local_clustering(z_labeled, z_unlabeled, epsilon, method: str = "auto"):
     """Local Clustering loss and the share of pairs within epsilon.
 
     Args:
@@ -73,8 +109,9 @@ def local_clustering(z_labeled, z_unlabeled, epsilon):
         (loss, neighbor_fraction): loss = term(L, U) + term(U, U) as in eq. (5), where
         the U-U block includes the i = j pairs; neighbor_fraction = neighbor pairs /
         all pairs over those two blocks (labeled-labeled pairs are not used).
+        `method`: how distances are formed (`pairwise_mean_squared_distance`).
     """
-    return local_clustering_of_distances(lc_distances(z_labeled, z_unlabeled), epsilon)
+    return local_clustering_of_distances(lc_distances(z_labeled, z_unlabeled, method), epsilon)
 
 
 def distance_quantiles(distances, quantiles):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,6 +32,10 @@ flags.DEFINE_list("modes", ["supervised", "mt", "mtlc"], "supervised, mt, mtlc")
 flags.DEFINE_list("inputs", ["synthetic"], "synthetic and/or pipeline")
 flags.DEFINE_string("output", "", "write the records as JSON here")
 flags.DEFINE_float("peak_flops", 0.0, "device peak FLOP/s for the utilization column (0 = unknown)")
+flags.DEFINE_boolean("lc_only", False, "time Local Clustering alone against --batch_sizes")
+flags.DEFINE_list("batch_sizes", ["160", "1024", "4096", "8192"], "--lc_only: global batches")
+flags.DEFINE_float("labeled_share", 0.125, "--lc_only: share of each batch that is labeled")
+flags.DEFINE_enum("lc_distance", "auto", ["auto", "difference", "matmul"], "--lc_only: method")
 FLAGS = flags.FLAGS
 
 
@@ -44,6 +49,8 @@ def main(argv):
         )
         sys.exit(2)
     os.environ["KERAS_BACKEND"] = FLAGS.backend
+    if FLAGS.lc_only:
+        return lc_only()
     from lcmt_tf import benchmark
 
     records = []
@@ -75,6 +82,45 @@ def main(argv):
             )
     benchmark.add_lc_overhead(records)
     print("\n" + benchmark.markdown_table(records))
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as file:
+            json.dump(records, file, indent=2)
+
+
+def lc_only():
+    """Each batch size in a fresh process (peak memory is per process); a size that
+    runs out of memory or time is recorded as failed."""
+    if len(FLAGS.batch_sizes) == 1:
+        from lcmt_tf import benchmark
+
+        size = int(FLAGS.batch_sizes[0])
+        labeled = int(round(size * FLAGS.labeled_share))
+        record = benchmark.time_local_clustering(
+            labeled, size - labeled, repeats=FLAGS.repeats, method=FLAGS.lc_distance
+        )
+        print(json.dumps(record))
+        return
+    records = []
+    for size in FLAGS.batch_sizes:
+        args = [arg for arg in sys.argv[1:] if not arg.startswith(("--batch_sizes", "--output"))]
+        completed = subprocess.run(
+            [sys.executable, __file__, *args, f"--batch_sizes={size}"],
+            capture_output=True,
+            text=True,
+        )
+        if completed.returncode == 0:
+            record = json.loads(completed.stdout.strip().splitlines()[-1])
+        else:
+            reason = (completed.stderr.strip().splitlines() or ["no output"])[-1][:200]
+            record = {"batch_size": int(size), "method": FLAGS.lc_distance, "failed": reason}
+        record["batch_size"] = int(size)
+        records.append(record)
+        shown = (
+            f"{record['step_time_ms']:9.1f} ms  {record['peak_memory_mb']:9.1f} MB"
+            if "failed" not in record
+            else f"failed (exit {completed.returncode}): {record['failed']}"
+        )
+        print(f"batch {int(size):6d} ({FLAGS.lc_distance}): {shown}", flush=True)
     if FLAGS.output:
         with open(FLAGS.output, "w") as file:
             json.dump(records, file, indent=2)

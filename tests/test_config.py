@@ -49,7 +49,8 @@ def test_defaults_are_valid_and_fit_the_digits_shape():
         (
             dict(num_labels=3, model="conv_large"),
             dataset(image_size=8),
-            "conv_large needs images of at least 12x12, toy has 8x8; use --model=digits_net",
+            "conv_large needs images of at least 12x12, toy has 8x8; use --model=digits_net or "
+            "--model=wrn_28_2",
         ),
         (
             dict(num_labels=3, model="digits_net"),

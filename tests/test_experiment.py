@@ -296,7 +296,10 @@ def fake_run(directory, teacher, student, collapsed_at_end):
                    "student_test_error": student, "teacher_best_test_error": teacher - 1,
                    "wall_time_s": 1.0}, file)  # fmt: skip
     with open(directory / "history.csv", "w") as file:
-        file.write(f"epoch,collapsed\n1,0.0\n2,{float(collapsed_at_end)}\n")
+        ratio = 0.04 if collapsed_at_end else 0.9
+        file.write(
+            f"epoch,collapsed,feature_spread_ratio\n1,0.0,1.0\n2,{float(collapsed_at_end)},{ratio}\n"
+        )
 
 
 def test_sweep_summary_marks_collapsed_seeds_and_leaves_out_unfinished_runs(tmp_path):
@@ -315,6 +318,7 @@ def test_sweep_summary_marks_collapsed_seeds_and_leaves_out_unfinished_runs(tmp_
     mt, lc = sweep["rows"]
     assert (mt["lc_weight"], mt["seeds"], mt["collapsed_seeds"]) == (0.0, [0, 1], [])
     assert (lc["lc_weight"], lc["seeds"], lc["collapsed_seeds"]) == (5.0, [0, 1], [0])
+    assert lc["final_feature_spread_ratios"] == [0.04, 0.9]
     assert lc["teacher_test_error_mean"] == pytest.approx(24.0)
     assert lc["student_test_error_std"] == pytest.approx(np.std([40.5, 8.5], ddof=1))
     assert sweep["incomplete"] == [
@@ -327,7 +331,9 @@ def test_sweep_summary_marks_collapsed_seeds_and_leaves_out_unfinished_runs(tmp_
             "stop_reason": None,
         }  # fmt: skip
     ]
-    assert "| 5 | MT + LC | 0,1 | 24.00 ± 22.63 |" in markdown(sweep)
+    assert "| 5 | MT + LC | 0,1 | 24.00 ± 22.63 | 24.50 ± 22.63 | 0.04-0.90 | 0 |" in markdown(
+        sweep
+    )
 
 
 @pytest.mark.parametrize("count, limit", [(10, 20), (1000, 50)])

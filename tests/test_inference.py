@@ -226,3 +226,18 @@ def test_inference_mistakes_are_one_line_and_exit_2(command, args, message, fold
     lines = error_lines(completed.stderr)
     assert len(lines) == 1 and lines[0].startswith(f"{command}.py: error: "), lines
     assert message in lines[0]
+
+
+def test_a_run_stopped_before_it_saved_a_model_is_evaluated_from_its_training_state(
+    folder_run, tmp_path
+):
+    import shutil
+
+    stopped = tmp_path / "stopped"
+    shutil.copytree(folder_run / "run", stopped, ignore=shutil.ignore_patterns("model.keras"))
+    completed = script("evaluate", f"--model_dir={stopped}")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    report = json.loads(completed.stdout)
+    assert report["weights"] == "training_state.npz"
+    results = json.load(open(folder_run / "run" / "results.json"))
+    assert report["teacher_test_error"] == pytest.approx(results["teacher_test_error"])

@@ -168,3 +168,57 @@ def test_bfloat16_features_are_measured_in_float32():
     loss, fraction = local_clustering(z[:1], z[1:], 0.5)
     assert ops.convert_to_numpy(loss).dtype == np.float32
     assert as_numpy(fraction) == 1.0
+
+
+@pytest.mark.parametrize("offset", [0.0, 100.0])
+def test_matmul_distances_match_the_float64_differences(offset):
+    from lcmt_tf.losses import pairwise_mean_squared_distance
+
+    rng = np.random.default_rng(7)
+    a = (rng.normal(size=(20, 128)) * 3 + offset).astype("float32")
+    b = (rng.normal(size=(30, 128)) * 3 + offset).astype("float32")
+    reference = ((a[:, None].astype(np.float64) - b[None]) ** 2).mean(-1)
+    matmul = ops.convert_to_numpy(pairwise_mean_squared_distance(a, b, method="matmul"))
+    np.testing.assert_allclose(matmul, reference, rtol=1e-5)
+    same = ops.convert_to_numpy(pairwise_mean_squared_distance(b, b, same=True, method="matmul"))
+    assert np.all(np.diag(same) == 0.0) and same.min() >= 0.0
+    np.testing.assert_allclose(same, ((b[:, None] - b[None]) ** 2).mean(-1), rtol=1e-5, atol=1e-5)
+
+
+def test_large_batches_use_the_matmul_form_and_keep_the_loss():
+    from lcmt_tf import losses
+
+    rng = np.random.default_rng(8)
+    z_labeled = rng.normal(size=(64, 128)).astype("float32")
+    z_unlabeled = rng.normal(size=(1600, 128)).astype("float32")  # 1600^2 x 128 > the limit
+    assert 1600 * 1600 * 128 > losses.DIFFERENCE_LIMIT >= 160 * 128 * 128
+    automatic = local_clustering(z_labeled, z_unlabeled, 2.0)
+    exact = local_clustering(z_labeled, z_unlabeled, 2.0, method="difference")
+    matmul = local_clustering(z_labeled, z_unlabeled, 2.0, method="matmul")
+    assert as_numpy(automatic[0]) == as_numpy(matmul[0])
+    assert as_numpy(matmul[0]) == pytest.approx(as_numpy(exact[0]), rel=1e-5)
+    assert as_numpy(matmul[1]) == pytest.approx(as_numpy(exact[1]), abs=1e-6)
+
+
+def test_matmul_form_gradient_matches_finite_differences():
+    rng = np.random.default_rng(9)
+    z_unlabeled = rng.normal(size=(5, 6)).astype(np.float64)
+    z_labeled = rng.normal(size=(3, 6))
+
+    def matmul_loss(z):
+        return local_clustering(ops.cast(z[:3], "float32"), ops.cast(z[3:], "float32"), 20.0,
+                                method="matmul")[0]  # fmt: skip
+
+    point = np.concatenate([z_labeled, z_unlabeled]).astype("float32")
+    gradient = backend_gradient(matmul_loss, point)
+    step = 1e-3
+    numeric = np.zeros_like(point)
+    for index in np.ndindex(point.shape):
+        shifted = point.astype(np.float64).copy()
+        shifted[index] += step
+        up = numpy_local_clustering(shifted[:3], shifted[3:], 20.0)[0]
+        shifted[index] -= 2 * step
+        down = numpy_local_clustering(shifted[:3], shifted[3:], 20.0)[0]
+        numeric[index] = (up - down) / (2 * step)
+    np.testing.assert_allclose(gradient, numeric, rtol=2e-3, atol=2e-4)
+    assert np.abs(numeric).max() > 1e-2  # the check is not vacuous

@@ -114,25 +114,27 @@ def plan_sweep(
     return runs
 
 
-def collapsed(model_dir: str) -> bool:
-    """Whether the run ended collapsed: its last epoch's `collapsed` flag (the
-    collapse monitor's feature spread below 5 % of its peak)."""
+def final_epoch(model_dir: str) -> dict[str, float]:
+    """The last row of a run's history.csv ({} without one)."""
     history = read_history(model_dir)
-    return bool(history) and history[-1].get("collapsed", 0.0) == 1.0
+    return history[-1] if history else {}
 
 
 def summarize_sweep(runs: Sequence[Run], param: str) -> dict:
     """sweep.json: per value (and for Mean Teacher) the final errors over the finished
-    seeds, which seeds ended collapsed, and the best errors over evaluations apart."""
+    seeds, which seeds ended collapsed, their final feature spread (share of its peak)
+    and LC neighbor fraction, and the best errors over evaluations apart."""
     finished = finished_results(runs)
     rows = []
     for method, value in dict.fromkeys((run.method, run.value) for run in runs):
         group = [run for run in runs if (run.method, run.value) == (method, value)]
         values = {run.seed: finished[run.model_dir] for run in group if run.model_dir in finished}
         row = error_row({"method": method, param: value}, values)
-        row["collapsed_seeds"] = [
-            run.seed for run in group if run.model_dir in finished and collapsed(run.model_dir)
-        ]
+        last = {run.seed: final_epoch(run.model_dir) for run in group if run.model_dir in finished}
+        # The collapse monitor's flag: feature spread below 5 % of its peak at the end.
+        row["collapsed_seeds"] = [seed for seed in row["seeds"] if last[seed].get("collapsed") == 1]
+        for key in ("feature_spread_ratio", "lc_neighbor_fraction"):
+            row[f"final_{key}s"] = [last[seed].get(key, math.nan) for seed in row["seeds"]]
         rows.append(row)
     setting = runs[0].setting if runs else None
     return nan_to_none(
@@ -149,16 +151,20 @@ def markdown(sweep: dict) -> str:
     param = sweep["param"]
     lines = [
         f"| {param} | method | seeds | teacher test error (%), final | student test error (%), "
-        "final | collapsed seeds | best teacher error over evaluations (%, test-set selection) |",
-        "|---|---|---|---|---|---|---|",
+        "final | feature spread at the end (share of its peak) | collapsed seeds "
+        "| best teacher error over evaluations (%, test-set selection) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in sweep["rows"]:
         value = "—" if row[param] is None else f"{row[param]:g}"
         method = "Mean Teacher" if row["method"] == "mt" else "MT + LC"
+        ratios = [r for r in row["final_feature_spread_ratios"] if r is not None]
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "—"
         lines.append(
             f"| {value} | {method} | {','.join(map(str, row['seeds'])) or 'none finished'} "
             f"| {error_cell(row, 'teacher_test_error')} "
             f"| {error_cell(row, 'student_test_error')} "
+            f"| {spread} "
             f"| {','.join(map(str, row['collapsed_seeds'])) or '—'} "
             f"| {error_cell(row, 'teacher_best_test_error')} |"
         )
@@ -184,6 +190,7 @@ def write_sweep(stem: str, sweep: dict) -> list[str]:
         "teacher_test_errors",
         "student_test_errors",
         "collapsed_seeds",
+        "final_feature_spread_ratios",
         "teacher_best_test_error_mean",
         "teacher_best_test_error_std",
     )
