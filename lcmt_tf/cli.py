@@ -30,6 +30,18 @@ def parse_flags(argv: list[str]) -> list[str]:
         fail(str(error).splitlines()[0])
 
 
+def check_run_arguments(argv: list[str], model_dir: str | None, purpose: str) -> None:
+    """The checks every command on a run directory starts with, before a backend
+    starts: no stray arguments, and --model_dir names a trained run."""
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    if not model_dir:
+        fail(f"--model_dir is required: the run directory to {purpose}")
+    from lcmt_tf.run_files import run_weights
+
+    run_weights(model_dir)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """absl.app.run(main); a UserInputError that main raises becomes one line, exit 2."""
 

@@ -19,7 +19,7 @@ import numpy as np
 from lcmt_tf.checkpoint import load_training_state
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import ImageDataset, load_dataset
-from lcmt_tf.data.folders import image_files, read_image
+from lcmt_tf.data.folders import image_inputs, read_image
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.mean_teacher import MeanTeacher
 from lcmt_tf.run_files import (
@@ -208,28 +208,13 @@ def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str) -> None:
 # Prediction
 
 
-def prediction_inputs(inputs: Sequence[str]) -> list[str]:
-    """Image files named directly or found under named folders, in order."""
-    files = []
-    for item in inputs:
-        if os.path.isdir(item):
-            files += image_files(item)
-        elif os.path.isfile(item):
-            files.append(item)
-        else:
-            raise UserInputError(f"--images: {item} does not exist")
-    if not files:
-        raise UserInputError(f"--images={','.join(inputs)}: no image files found")
-    return files
-
-
 def predict_files(
     model_dir: str, inputs: Sequence[str], top_k: int = 1
 ) -> tuple[list[dict], list[str]]:
     """The teacher's top_k classes and probabilities for each image file (resized to
     the run's image size, converted to its channels). Returns (rows, problems): a
     file that cannot be read is a problem line, and the others are still predicted."""
-    files = prediction_inputs(inputs)
+    files = image_inputs(inputs)
     trained = load_run(model_dir)
     names, (height, width, channels) = trained.class_names, trained.image_shape
     if not 1 <= top_k <= len(names):

@@ -25,13 +25,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    if not FLAGS.model_dir:
-        cli.fail("--model_dir is required: the run directory to evaluate")
-    from lcmt_tf.run_files import run_weights
-
-    run_weights(FLAGS.model_dir)  # a wrong directory is found before a backend starts
+    cli.check_run_arguments(argv, FLAGS.model_dir, "evaluate")
     from lcmt_tf.inference import evaluate_run
 
     print(json.dumps(evaluate_run(FLAGS.model_dir, FLAGS.dataset), indent=2))

@@ -27,13 +27,9 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    if not FLAGS.model_dir or not FLAGS.output:
-        cli.fail("--model_dir and --output are required")
-    from lcmt_tf.run_files import run_weights
-
-    run_weights(FLAGS.model_dir)
+    cli.check_run_arguments(argv, FLAGS.model_dir, "export")
+    if not FLAGS.output:
+        cli.fail("--output is required: the SavedModel directory or .onnx file to write")
     from lcmt_tf.inference import export_run
 
     classes = export_run(FLAGS.model_dir, FLAGS.format, FLAGS.output)

@@ -28,17 +28,12 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    if not FLAGS.model_dir:
-        cli.fail("--model_dir is required: the run directory to predict with")
+    cli.check_run_arguments(argv, FLAGS.model_dir, "predict with")
     if not FLAGS.images:
         cli.fail("--images is required: image files or folders, comma-separated")
-    from lcmt_tf.inference import prediction_inputs
-    from lcmt_tf.run_files import run_weights
+    from lcmt_tf.data.folders import image_inputs
 
-    run_weights(FLAGS.model_dir)  # mistakes are found before a backend starts
-    prediction_inputs(FLAGS.images)
+    image_inputs(FLAGS.images)  # before a backend starts
     from lcmt_tf.inference import predict_files
     from lcmt_tf.run_files import atomic_write_csv
 

@@ -76,7 +76,8 @@ BAD_SETTINGS = [
     (dict(weight_decay_mode="l2"), "--weight_decay_mode must be coupled or decoupled, not 'l2'"),
     (
         dict(model="resnet"),
-        "--model must be one of conv_large, conv_large_wn, digits_net, not 'resnet'",
+        "--model must be one of conv_large, conv_large_wn, digits_net, wrn_28_2 or "
+        "keras_applications:NAME, not 'resnet'",
     ),
     (dict(steps_per_execution=0), "--steps_per_execution must be >= 1"),
     (

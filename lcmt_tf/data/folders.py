@@ -21,6 +21,7 @@ import collections
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -45,6 +46,21 @@ def image_files(directory: str) -> list[str]:
         folders.sort()
         found += [os.path.join(parent, n) for n in sorted(names) if is_image_file(n)]
     return found
+
+
+def image_inputs(inputs: Sequence[str]) -> list[str]:
+    """Image files named directly or found under named folders, in order."""
+    files = []
+    for item in inputs:
+        if os.path.isdir(item):
+            files += image_files(item)
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            raise UserInputError(f"--images: {item} does not exist")
+    if not files:
+        raise UserInputError(f"--images={','.join(inputs)}: no image files found")
+    return files
 
 
 def is_image_file(name: str) -> bool:

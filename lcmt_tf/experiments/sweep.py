@@ -30,7 +30,13 @@ from lcmt_tf.experiments.runner import (
     run_args,
     unfinished,
 )
-from lcmt_tf.experiments.table import error_cell, error_row, incomplete_lines, run_directory
+from lcmt_tf.experiments.table import (
+    ERROR_COLUMNS,
+    error_cell,
+    error_row,
+    incomplete_lines,
+    run_directory,
+)
 from lcmt_tf.fork import MAY_DIFFER_AFTER_FORK
 from lcmt_tf.run_files import atomic_write_csv, atomic_write_json, atomic_write_text
 
@@ -179,21 +185,8 @@ def write_sweep(stem: str, sweep: dict) -> list[str]:
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     paths = [f"{stem}.{ending}" for ending in ("json", "csv", "md", "png")]
     atomic_write_json(paths[0], sweep)
-    columns = (
-        sweep["param"],
-        "method",
-        "seeds",
-        "teacher_test_error_mean",
-        "teacher_test_error_std",
-        "student_test_error_mean",
-        "student_test_error_std",
-        "teacher_test_errors",
-        "student_test_errors",
-        "collapsed_seeds",
-        "final_feature_spread_ratios",
-        "teacher_best_test_error_mean",
-        "teacher_best_test_error_std",
-    )
+    columns = (sweep["param"], "method", *ERROR_COLUMNS, "collapsed_seeds",
+               "final_feature_spread_ratios")  # fmt: skip
     atomic_write_csv(paths[1], columns, sweep["rows"])
     atomic_write_text(paths[2], markdown(sweep))
     plot_sweep(sweep, paths[3])

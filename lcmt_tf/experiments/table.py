@@ -178,9 +178,8 @@ def markdown(table: dict) -> str:
     return "\n".join(lines + incomplete_lines(table)) + "\n"
 
 
-CSV_COLUMNS = (
-    "setting",
-    "method",
+# The columns of an error row (`error_row`) that table.csv and sweep.csv hold.
+ERROR_COLUMNS = (
     "seeds",
     "teacher_test_error_mean",
     "teacher_test_error_std",
@@ -191,6 +190,7 @@ CSV_COLUMNS = (
     "teacher_best_test_error_mean",
     "teacher_best_test_error_std",
 )
+CSV_COLUMNS = ("setting", "method", *ERROR_COLUMNS)
 
 
 def write_table(root: str, table: dict) -> None:

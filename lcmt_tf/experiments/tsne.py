@@ -96,10 +96,11 @@ def tsne_figures(
     for model_dir, title in zip(model_dirs, titles):
         trained = load_run(model_dir)
         data = trained.load_data()
-        labeled = np.zeros(len(data.y_train), dtype=bool)
+        pool_images, pool_labels = data.training_pool()  # unlabeled/ images: label -1
+        labeled = np.zeros(len(pool_labels), dtype=bool)
         labeled[trained.labeled_indices()] = True
         splits = {
-            "train": (data.x_train, data.y_train, labeled),
+            "train": (pool_images, pool_labels, labeled),
             "test": (data.x_test, data.y_test, np.zeros(len(data.y_test), dtype=bool)),
         }
         for split, (images, labels, is_labeled) in splits.items():
