@@ -21,6 +21,7 @@ MIXED_PRECISION = ("", "bfloat16", "float16")
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 FORWARD_PASSES = ("joint", "separate")
 TRANSLATE_PADDINGS = ("reflect", "zero")
+DISTRIBUTIONS = ("none", "mirrored")
 
 # Fields that may differ when a run is resumed: they do not change what is computed (a run
 # directory may be moved, or named by another path).
@@ -167,6 +168,14 @@ class TrainConfig:
         "see every N-th step, so a GPU is not held up by Python between steps",
     )
     mixed_precision: str = setting("", "'', bfloat16 or float16 compute (weights stay float32)")
+    distribute: str = setting(
+        "none",
+        "none: one device; mirrored: data-parallel over this machine's accelerators, or its "
+        "CPU split into --num_cpu_devices (TensorFlow MirroredStrategy, JAX DataParallel)",
+    )
+    num_cpu_devices: int = setting(
+        0, "split the host CPU into this many logical devices (0 = as it is), for --distribute"
+    )
     verbose: int = setting(1, "0 silent, 1 progress bar, 2 one line per epoch")
 
     def __post_init__(self):
@@ -291,6 +300,11 @@ class TrainConfig:
         )
         _check(bool(self.model_dir), "--model_dir must name a directory")
         _check(self.steps_per_execution >= 1, "--steps_per_execution must be >= 1")
+        _check(
+            self.distribute in DISTRIBUTIONS,
+            f"--distribute must be none or mirrored, not {self.distribute!r}",
+        )
+        _check(self.num_cpu_devices >= 0, "--num_cpu_devices must be >= 0")
         _check(
             self.mixed_precision in MIXED_PRECISION,
             "--mixed_precision must be empty, bfloat16 or float16",

@@ -210,7 +210,10 @@ class MeanTeacher(BackendSteps, keras.Model):
         features, _ = self.network_outputs(
             self.student, self.augmentation(images, training=True), num_labeled
         )
-        blocks = lc_distances(features[:num_labeled], features[num_labeled:])
+        blocks = lc_distances(
+            self.gather_replicas(features[:num_labeled]),
+            self.gather_replicas(features[num_labeled:]),
+        )
         return ops.concatenate([ops.reshape(block, (-1,)) for block in blocks])
 
     def compute_losses(self, data):
@@ -239,7 +242,11 @@ class MeanTeacher(BackendSteps, keras.Model):
         consistency = softmax_mse(student_logits, teacher_logits)
         lc_terms = {}
         if self.use_local_clustering:
-            distances = lc_distances(student_features[:num_labeled], student_features[num_labeled:])
+            # Over the global batch when training data-parallel (lcmt_tf.distribute).
+            distances = lc_distances(
+                self.gather_replicas(student_features[:num_labeled]),
+                self.gather_replicas(student_features[num_labeled:]),
+            )
             lc, neighbor_fraction = local_clustering_of_distances(distances, self.lc_epsilon)
             quantiles = distance_quantiles(distances, list(LC_DISTANCE_QUANTILES.values()))
             lc_terms = {

@@ -44,6 +44,7 @@ from lcmt_tf.data import (
     stratified_holdout,
     stratified_label_split,
 )
+from lcmt_tf.distribute import check_batch_split, configure_host_devices, distribution_scope
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.fork import copy_history, fork_state_path
 from lcmt_tf.mean_teacher import MeanTeacher, errors_from_accuracies
@@ -84,6 +85,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
             f"{' and '.join(SUPPORTED_BACKENDS)} backends"
         )
     resuming = check_run_directory(config)
+    configure_host_devices(config.num_cpu_devices)  # before the data starts a runtime
     dataset, labeled, unlabeled, batches = load_training_data(config)
     test_batches = LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
     own_state = os.path.join(config.model_dir, STATE_FILE)
@@ -92,39 +94,44 @@ def run(config: TrainConfig) -> dict[str, Any]:
     if forking:
         restore_from = fork_state_path(config, CONFIG_FILE, STATE_FILE)
     configure_backend(config)
-    # A restored run takes every weight from its training state: no data-dependent init.
-    init_images = None if restore_from else batches[0]["labeled_images"]
-    model = build_model(config, dataset, init_images)
-    if config.sanity_check:
-        check_loss_terms(model, batches[0], config.consistency_weight, config.lc_weight)
-    callbacks = build_callbacks(config, batches, test_batches)
-    # Everything above only reads; from here on the run directory is written.
-    initial_epoch = start_run_directory(config, model, dataset, labeled, restore_from, callbacks)
-    if forking:
-        copy_history(config.fork_from, config.model_dir, HISTORY_FILE)
-        logging.info("Forked from %s after epoch %d.", config.fork_from, initial_epoch)
-    start = time.time()
-    epochs_run = initial_epoch
-    if initial_epoch < config.epochs:
-        history = model.fit(
-            batches,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            shuffle=False,
-            callbacks=callbacks,
-            verbose=config.verbose,
+    with distribution_scope(config.distribute, config.num_cpu_devices) as replicas:
+        check_batch_split(replicas, config.labeled_batch_size, config.unlabeled_batch_size)
+        # A restored run takes every weight from its training state: no data-dependent init.
+        init_images = None if restore_from else batches[0]["labeled_images"]
+        model = build_model(config, dataset, init_images)
+        if config.sanity_check:
+            check_loss_terms(model, batches[0], config.consistency_weight, config.lc_weight)
+        callbacks = build_callbacks(config, batches, test_batches)
+        # Everything above only reads; from here on the run directory is written.
+        initial_epoch = start_run_directory(
+            config, model, dataset, labeled, restore_from, callbacks
         )
-        epochs_run = initial_epoch + len(history.epoch)
-    return finish_run(
-        config,
-        model,
-        callbacks,
-        test_batches,
-        epochs_run=epochs_run,
-        initial_epoch=initial_epoch,
-        wall_time_s=time.time() - start,
-        split_sizes=(len(labeled), len(unlabeled)),
-    )
+        if forking:
+            copy_history(config.fork_from, config.model_dir, HISTORY_FILE)
+            logging.info("Forked from %s after epoch %d.", config.fork_from, initial_epoch)
+        start = time.time()
+        epochs_run = initial_epoch
+        if initial_epoch < config.epochs:
+            history = model.fit(
+                batches,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                shuffle=False,
+                callbacks=callbacks,
+                verbose=config.verbose,
+            )
+            epochs_run = initial_epoch + len(history.epoch)
+        return finish_run(
+            config,
+            model,
+            callbacks,
+            test_batches,
+            epochs_run=epochs_run,
+            initial_epoch=initial_epoch,
+            wall_time_s=time.time() - start,
+            split_sizes=(len(labeled), len(unlabeled)),
+            replicas=replicas,
+        )
 
 
 def load_run_dataset(config: TrainConfig) -> ImageDataset:
@@ -418,6 +425,7 @@ def finish_run(
     initial_epoch: int,
     wall_time_s: float,
     split_sizes: tuple[int, int],
+    replicas: int = 1,
 ) -> dict[str, Any]:
     """Evaluates the final state (after a non-finite loss, the last good one: not the
     diverged weights), saves the model of a run that ended well, and writes
@@ -450,6 +458,7 @@ def finish_run(
         "resumed_from_epoch": int(initial_epoch),
         "wall_time_s": round(wall_time_s, 3),
         "backend": keras.backend.backend(),
+        "replicas": int(replicas),
         "num_labeled": int(split_sizes[0]),
         "num_unlabeled": int(split_sizes[1]),
         "evaluation_set": evaluation_set(config),

@@ -107,6 +107,10 @@ class JaxSteps:
             norms[name] = (float(value), norm(student_gradients), norm(teacher_gradients))
         return norms
 
+    def gather_replicas(self, values):
+        """Data-parallel JAX steps compute on global (sharded) arrays: nothing to do."""
+        return values
+
     def test_step(self, state, data):
         trainable_values, non_trainable_values, metrics_values = state
         logs, (_, _, metrics_values) = stateless(

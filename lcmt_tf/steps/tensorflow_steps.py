@@ -7,7 +7,8 @@ import tensorflow as tf
 
 class TensorFlowSteps:
     """train_step(data) -> logs and test_step(data) -> logs, as Keras' TensorFlow
-    trainer calls them (inside a tf.function, optionally XLA-compiled)."""
+    trainer calls them (inside a tf.function, optionally XLA-compiled; once per
+    replica under a tf.distribute strategy)."""
 
     def train_step(self, data):
         variables = self.trainable_variables
@@ -16,7 +17,10 @@ class TensorFlowSteps:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([variable.value for variable in variables])
             loss, terms, labeled_logits = self.compute_losses(data)
-            scaled_loss = self.optimizer.scale_loss(loss)
+            # Data-parallel (lcmt_tf.distribute): the replicas' gradients are summed, so
+            # each replica's share of the global mean is its loss / replicas.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled_loss = self.optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
         gradients = tape.gradient(scaled_loss, variables)
         applied = self.step_applied(gradients)
         self.optimizer.apply(gradients, variables)
@@ -29,29 +33,48 @@ class TensorFlowSteps:
     def test_step(self, data):
         return self.evaluation_metrics(data)
 
+    def gather_replicas(self, values):
+        """`values` of every replica, concatenated along the batch (differentiable):
+        Local Clustering's pairs span the global batch. Outside data-parallel
+        training, `values` itself."""
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return values
+        return context.all_gather(values, axis=0)
+
     def loss_term_gradient_norms(self, data, names) -> dict[str, tuple[float, float, float]]:
-        """{term: (value, |d term / d student|, |d term / d teacher|)} over one batch, eagerly;
-        the batch-norm statistics and random states it touches are restored."""
-        students = [variable.value for variable in self.trainable_variables]
-        teachers = [teacher.value for teacher, _ in self.ema_pairs]
+        """{term: (value, |d term / d student|, |d term / d teacher|)} over one batch,
+        eagerly (in the first replica when training data-parallel); the batch-norm
+        statistics and random states it touches are restored."""
         saved = [variable.numpy() for variable in self.non_trainable_variables]
         try:
-            with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
-                tape.watch(students + teachers)
-                _, terms, _ = self.compute_losses(data)
-            norms = {}
-            for name in names:
-                gradients = tape.gradient(
-                    terms[name],
-                    students + teachers,
-                    unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            strategy = tf.distribute.get_strategy()
+            if strategy.num_replicas_in_sync == 1:
+                norms = self._term_gradient_norms(data, names)
+            else:
+                per_replica = strategy.run(self._term_gradient_norms, args=(data, names))
+                norms = tf.nest.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0], per_replica
                 )
-                norms[name] = (
-                    float(terms[name]),
-                    float(tf.linalg.global_norm(gradients[: len(students)])),
-                    float(tf.linalg.global_norm(gradients[len(students) :])),
-                )
-            return norms
+            return {name: tuple(float(v) for v in values) for name, values in norms.items()}
         finally:
             for variable, value in zip(self.non_trainable_variables, saved):
                 variable.assign(value)
+
+    def _term_gradient_norms(self, data, names):
+        students = [variable.value for variable in self.trainable_variables]
+        teachers = [teacher.value for teacher, _ in self.ema_pairs]
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+            tape.watch(students + teachers)
+            _, terms, _ = self.compute_losses(data)
+        norms = {}
+        for name in names:
+            gradients = tape.gradient(
+                terms[name], students + teachers, unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+            norms[name] = (
+                terms[name],
+                tf.linalg.global_norm(gradients[: len(students)]),
+                tf.linalg.global_norm(gradients[len(students) :]),
+            )
+        return norms

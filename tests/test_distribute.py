@@ -1,0 +1,101 @@
+"""Data-parallel training (lcmt_tf.distribute) against one device: on 2 logical CPU
+devices, one training step on the same global batch gives the same loss, LC value and
+student and teacher weights as the single-device step (augmentation and dropout off, a
+network without batch norm, whose statistics are per replica on TensorFlow). Each
+backend runs in a subprocess: the host CPU must be split before the backend starts."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, error_lines, train
+
+ONE_STEP = """
+import json, os, sys
+os.environ["KERAS_BACKEND"] = sys.argv[1]
+import keras
+import numpy as np
+from lcmt_tf.distribute import configure_host_devices, distribution_scope
+configure_host_devices(2)
+from lcmt_tf import Augmentation, MeanTeacher
+from lcmt_tf.models import from_backbone
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+    def __len__(self):
+        return 1
+    def __getitem__(self, index):
+        return self.batch
+
+rng = np.random.default_rng(0)
+batch = {
+    "labeled_images": rng.integers(0, 256, (8, 8, 8, 1), dtype="uint8"),
+    "labels": rng.integers(0, 10, 8).astype("int32"),
+    "unlabeled_images": rng.integers(0, 256, (16, 8, 8, 1), dtype="uint8"),
+}
+results = {}
+for mode in ("none", "mirrored"):
+    with distribution_scope(mode) as replicas:
+        keras.utils.set_random_seed(0)
+        backbone = keras.Sequential([keras.layers.Conv2D(8, 3, padding="same", activation="relu")])
+        student = from_backbone(backbone, 10, feature_dim=16, input_shape=(8, 8, 1))
+        model = MeanTeacher(student, Augmentation([0.5], [0.25], max_translation=0),
+                            ema_decay=0.9, consistency_weight=3.0, lc_weight=2.0, lc_epsilon=0.002)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+        history = model.fit(Batches(batch), epochs=1, verbose=0, shuffle=False).history
+        results[mode] = {
+            "replicas": replicas,
+            "logs": {key: float(values[0]) for key, values in history.items()},
+            "student": [np.asarray(w).tolist() for w in model.student.get_weights()],
+            "teacher": [np.asarray(w).tolist() for w in model.teacher.get_weights()],
+        }
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_a_data_parallel_step_equals_the_single_device_step(backend):
+    completed = subprocess.run(
+        [sys.executable, "-c", ONE_STEP, backend],
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    single, parallel = results["none"], results["mirrored"]
+    assert (single["replicas"], parallel["replicas"]) == (1, 2)
+    for key in ("loss", "ce", "consistency", "lc", "lc_neighbor_fraction"):
+        assert parallel["logs"][key] == pytest.approx(single["logs"][key], rel=1e-5, abs=1e-6), key
+    # Some pairs are neighbors and some not, so LC's mask is exercised across replicas.
+    assert 0 < single["logs"]["lc_neighbor_fraction"] < 1 and single["logs"]["lc"] > 0
+    for network in ("student", "teacher"):
+        for mine, theirs in zip(parallel[network], single[network]):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.tensorflow_only
+def test_mirrored_digits_run_on_two_cpu_devices_from_the_command_line(tmp_path):
+    completed = train("--flagfile=flags/digits.txt", "--distribute=mirrored",
+                      "--num_cpu_devices=2", "--epochs=2", "--lc_start_epoch=1",
+                      "--lr_decay_epochs=1", "--verbose=0",
+                      f"--model_dir={tmp_path / 'run'}")  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.load(open(tmp_path / "run" / "results.json"))
+    assert results["replicas"] == 2 and results["completed"]
+    refused = train("--flagfile=flags/digits.txt", "--distribute=mirrored",
+                    "--num_cpu_devices=3", "--epochs=1", "--lr_decay_epochs=0", "--lc_weight=0",
+                    f"--model_dir={tmp_path / 'odd'}")  # fmt: skip
+    assert refused.returncode == 2
+    assert error_lines(refused.stderr)[-1] == (
+        "train.py: error: --labeled_batch_size=32 does not split evenly across 3 replicas; "
+        "use a multiple of 3"
+    )
