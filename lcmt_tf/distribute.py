@@ -9,7 +9,7 @@ training on the devices of one machine.
 The global batch is what the flags say, split evenly across the replicas. The loss
 terms are global: on JAX the step computes on global (sharded) arrays, so nothing
 changes; on TensorFlow each replica computes on its slice, the features are gathered
-across replicas for Local Clustering (`gather`), and the loss is divided by the
+across replicas for Local Clustering (the steps' `gather_replicas`), and the loss is divided by the
 number of replicas before the gradients are summed across them. What differs from
 one device: on TensorFlow, batch-norm statistics are per replica.
 """
@@ -60,22 +60,8 @@ def configure_host_devices(count: int) -> None:
             ) from None
 
 
-def training_devices(num_cpu_devices: int) -> list[str]:
-    """The devices data-parallel training uses: the accelerators, or else the (logical)
-    CPU devices."""
-    if backend_name() == "jax":
-        import jax
-
-        accelerators = [d for d in jax.devices() if d.platform != "cpu"]
-        return [str(d) for d in (accelerators or jax.devices("cpu"))]
-    import tensorflow as tf
-
-    accelerators = tf.config.list_logical_devices("GPU")
-    return [d.name for d in (accelerators or tf.config.list_logical_devices("CPU"))]
-
-
 @contextlib.contextmanager
-def distribution_scope(distribute: str, num_cpu_devices: int = 0):
+def distribution_scope(distribute: str):
     """Builds and compiles inside this to train data-parallel; yields the number of
     replicas. For "none", it does nothing and yields 1."""
     if distribute not in DISTRIBUTIONS:
@@ -83,20 +69,23 @@ def distribution_scope(distribute: str, num_cpu_devices: int = 0):
     if distribute == "none":
         yield 1
         return
-    devices = training_devices(num_cpu_devices)
     if backend_name() == "jax":
         import keras
 
         previous = keras.distribution.distribution()
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        # DataParallel takes the accelerators, or else the (logical) CPU devices.
+        distribution = keras.distribution.DataParallel()
+        keras.distribution.set_distribution(distribution)
         try:
-            yield len(devices)
+            yield int(distribution.device_mesh.devices.size)
         finally:
             keras.distribution.set_distribution(previous)
         return
     import tensorflow as tf
 
-    strategy = tf.distribute.MirroredStrategy(devices)
+    # The accelerators, or else the (logical) CPU devices.
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
     with strategy.scope():
         yield strategy.num_replicas_in_sync
 

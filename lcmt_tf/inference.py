@@ -9,6 +9,7 @@ own `predict`; evaluation reports both networks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ class TrainedRun:
         with open(os.path.join(self.model_dir, INDICES_FILE)) as file:
             return np.asarray(json.load(file)["labeled_indices"], dtype=np.int64)
 
+    @functools.cached_property
     def dataset_info(self) -> dict:
         """dataset.json: class names, image shape, evaluation set (runs written before
         it existed: read from the data)."""
@@ -66,11 +68,11 @@ class TrainedRun:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.dataset_info()["class_names"])
+        return list(self.dataset_info["class_names"])
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.dataset_info()["image_shape"])
+        return tuple(self.dataset_info["image_shape"])
 
 
 def load_run(model_dir: str) -> TrainedRun:
@@ -158,7 +160,7 @@ def evaluate_run(model_dir: str, dataset: str | None = None) -> dict:
         evaluated_on = f"{dataset}: test split"
     else:
         data = trained.load_data()
-        evaluated_on = trained.dataset_info().get("evaluation_set", "test set")
+        evaluated_on = trained.dataset_info.get("evaluation_set", "test set")
     if not len(data.y_test):
         raise UserInputError(f"{data.name} has no test images to evaluate on")
     names = trained.class_names

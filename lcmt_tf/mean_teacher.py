@@ -202,6 +202,14 @@ class MeanTeacher(BackendSteps, keras.Model):
         )
         return images, ops.shape(labeled_images)[0]
 
+    def global_lc_distances(self, features, num_labeled):
+        """`lc_distances` of a batch's features (labeled first), over the global batch
+        when training data-parallel (lcmt_tf.distribute)."""
+        return lc_distances(
+            self.gather_replicas(features[:num_labeled]),
+            self.gather_replicas(features[num_labeled:]),
+        )
+
     def lc_pair_distances(self, data):
         """The distances LC's mask acts on for the batch dict `data`, as the training
         step computes them (augmentation, student in training mode, forward_passes),
@@ -210,10 +218,7 @@ class MeanTeacher(BackendSteps, keras.Model):
         features, _ = self.network_outputs(
             self.student, self.augmentation(images, training=True), num_labeled
         )
-        blocks = lc_distances(
-            self.gather_replicas(features[:num_labeled]),
-            self.gather_replicas(features[num_labeled:]),
-        )
+        blocks = self.global_lc_distances(features, num_labeled)
         return ops.concatenate([ops.reshape(block, (-1,)) for block in blocks])
 
     def compute_losses(self, data):
@@ -242,11 +247,7 @@ class MeanTeacher(BackendSteps, keras.Model):
         consistency = softmax_mse(student_logits, teacher_logits)
         lc_terms = {}
         if self.use_local_clustering:
-            # Over the global batch when training data-parallel (lcmt_tf.distribute).
-            distances = lc_distances(
-                self.gather_replicas(student_features[:num_labeled]),
-                self.gather_replicas(student_features[num_labeled:]),
-            )
+            distances = self.global_lc_distances(student_features, num_labeled)
             lc, neighbor_fraction = local_clustering_of_distances(distances, self.lc_epsilon)
             quantiles = distance_quantiles(distances, list(LC_DISTANCE_QUANTILES.values()))
             lc_terms = {

@@ -94,7 +94,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
     if forking:
         restore_from = fork_state_path(config, CONFIG_FILE, STATE_FILE)
     configure_backend(config)
-    with distribution_scope(config.distribute, config.num_cpu_devices) as replicas:
+    with distribution_scope(config.distribute) as replicas:
         check_batch_split(replicas, config.labeled_batch_size, config.unlabeled_batch_size)
         # A restored run takes every weight from its training state: no data-dependent init.
         init_images = None if restore_from else batches[0]["labeled_images"]

@@ -59,6 +59,9 @@ print(json.dumps(results))
 """
 
 
+# Each backend runs in its own subprocess whatever the suite's backend, so once (in the
+# TensorFlow suite) is enough.
+@pytest.mark.tensorflow_only
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_a_data_parallel_step_equals_the_single_device_step(backend):
     completed = subprocess.run(
