@@ -21,7 +21,7 @@ MIXED_PRECISION = ("", "bfloat16", "float16")
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 FORWARD_PASSES = ("joint", "separate")
 TRANSLATE_PADDINGS = ("reflect", "zero")
-DISTRIBUTIONS = ("none", "mirrored")
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 
 # Fields that may differ when a run is resumed: they do not change what is computed (a run
 # directory may be moved, or named by another path).
@@ -36,6 +36,10 @@ RESUMABLE_DIFFERENCES = (
     "fork_from",
     "cache_dir",
     "sanity_check",
+    # How a multi-worker run is launched, not what it computes; each process has its own.
+    "coordinator_address",
+    "num_processes",
+    "process_id",
 )
 
 
@@ -171,10 +175,29 @@ class TrainConfig:
     distribute: str = setting(
         "none",
         "none: one device; mirrored: data-parallel over this machine's accelerators, or its "
-        "CPU split into --num_cpu_devices (TensorFlow MirroredStrategy, JAX DataParallel)",
+        "CPU split into --num_cpu_devices (TensorFlow MirroredStrategy, JAX DataParallel); "
+        "multi_worker: over several processes or machines, one launch each "
+        "(MultiWorkerMirroredStrategy with TF_CONFIG; jax.distributed)",
     )
     num_cpu_devices: int = setting(
         0, "split the host CPU into this many logical devices (0 = as it is), for --distribute"
+    )
+    sync_batchnorm: bool = setting(
+        False,
+        "TensorFlow, data-parallel: batch-norm statistics over the global batch (Keras' "
+        "synchronized BatchNormalization) instead of per replica; on JAX they already are",
+    )
+    coordinator_address: str = setting(
+        "",
+        "JAX --distribute=multi_worker: host:port of process 0 (empty: "
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES, or what jax.distributed detects, e.g. SLURM); "
+        "TensorFlow reads the cluster from TF_CONFIG",
+    )
+    num_processes: int = setting(
+        0, "JAX --distribute=multi_worker: number of processes (0: from the environment)"
+    )
+    process_id: int = setting(
+        -1, "JAX --distribute=multi_worker: this process's index (-1: from the environment)"
     )
     verbose: int = setting(1, "0 silent, 1 progress bar, 2 one line per epoch")
 
@@ -302,9 +325,21 @@ class TrainConfig:
         _check(self.steps_per_execution >= 1, "--steps_per_execution must be >= 1")
         _check(
             self.distribute in DISTRIBUTIONS,
-            f"--distribute must be none or mirrored, not {self.distribute!r}",
+            f"--distribute must be one of {', '.join(DISTRIBUTIONS)}, not {self.distribute!r}",
         )
         _check(self.num_cpu_devices >= 0, "--num_cpu_devices must be >= 0")
+        _check(self.num_processes >= 0, "--num_processes must be >= 0 (0: from the environment)")
+        _check(self.process_id >= -1, "--process_id must be >= 0 (or -1: from the environment)")
+        _check(
+            self.num_processes == 0 or self.process_id < self.num_processes,
+            f"--process_id={self.process_id} must be below --num_processes={self.num_processes}",
+        )
+        launch = self.coordinator_address or self.num_processes or self.process_id >= 0
+        _check(
+            not launch or self.distribute == "multi_worker",
+            "--coordinator_address, --num_processes and --process_id launch "
+            "--distribute=multi_worker",
+        )
         _check(
             self.mixed_precision in MIXED_PRECISION,
             "--mixed_precision must be empty, bfloat16 or float16",

@@ -279,13 +279,15 @@ class MeanTeacher(BackendSteps, keras.Model):
         return {metric.name: metric.result() for metric in self.metrics}
 
     def evaluation_metrics(self, data) -> dict:
-        """evaluate's step: student and teacher accuracy on `(images, labels)`."""
+        """evaluate's step: student and teacher accuracy on `(images, labels)` or
+        `(images, labels, sample_weights)` (weight 0: padding, not counted)."""
         images, labels = data[0], data[1]
+        weights = data[2] if len(data) > 2 else None
         normalized = self.augmentation(images, training=False)
         _, student_logits = self.student(normalized, training=False)
         _, teacher_logits = self.teacher(normalized, training=False)
-        self.student_accuracy.update_state(labels, student_logits)
-        self.teacher_accuracy.update_state(labels, teacher_logits)
+        self.student_accuracy.update_state(labels, student_logits, sample_weight=weights)
+        self.teacher_accuracy.update_state(labels, teacher_logits, sample_weight=weights)
         return {
             "student_accuracy": self.student_accuracy.result(),
             "teacher_accuracy": self.teacher_accuracy.result(),

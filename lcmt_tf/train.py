@@ -44,7 +44,12 @@ from lcmt_tf.data import (
     stratified_holdout,
     stratified_label_split,
 )
-from lcmt_tf.distribute import check_batch_split, configure_host_devices, distribution_scope
+from lcmt_tf.distribute import (
+    Distribution,
+    check_batch_split,
+    set_batch_norm_synchronized,
+    start_distribution,
+)
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.fork import copy_history, fork_state_path
 from lcmt_tf.mean_teacher import MeanTeacher, errors_from_accuracies
@@ -85,28 +90,35 @@ def run(config: TrainConfig) -> dict[str, Any]:
             f"{' and '.join(SUPPORTED_BACKENDS)} backends"
         )
     resuming = check_run_directory(config)
-    configure_host_devices(config.num_cpu_devices)  # before the data starts a runtime
-    dataset, labeled, unlabeled, batches = load_training_data(config)
-    test_batches = LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
+    distribution = start_distribution(config)  # before the data starts a runtime
+    dataset, labeled, unlabeled, batches = load_training_data(config, distribution.process_share)
+    test_batches = evaluation_batches(dataset, distribution)
     own_state = os.path.join(config.model_dir, STATE_FILE)
     restore_from = own_state if resuming and os.path.exists(own_state) else None
     forking = bool(config.fork_from) and restore_from is None
     if forking:
         restore_from = fork_state_path(config, CONFIG_FILE, STATE_FILE)
     configure_backend(config)
-    with distribution_scope(config.distribute) as replicas:
+    with distribution.scope():
+        replicas = distribution.replicas
         check_batch_split(replicas, config.labeled_batch_size, config.unlabeled_batch_size)
         # A restored run takes every weight from its training state: no data-dependent init.
-        init_images = None if restore_from else batches[0]["labeled_images"]
+        init_images = None if restore_from else batches.batch(0)["labeled_images"]
         model = build_model(config, dataset, init_images)
         if config.sanity_check:
-            check_loss_terms(model, batches[0], config.consistency_weight, config.lc_weight)
-        callbacks = build_callbacks(config, batches, test_batches)
-        # Everything above only reads; from here on the run directory is written.
+            check_loss_terms(model, batches.batch(0), config.consistency_weight, config.lc_weight)
+        callbacks = build_callbacks(config, batches, test_batches, distribution.is_chief)
+        # Everything above only reads; from here on the chief writes the run directory.
         initial_epoch = start_run_directory(
-            config, model, dataset, labeled, restore_from, callbacks
+            config, model, dataset, labeled, restore_from, callbacks, distribution.is_chief
         )
-        if forking:
+        if not distribution.all_equal(initial_epoch):
+            raise UserInputError(
+                f"the processes would resume {config.model_dir} at different epochs (this one "
+                f"at {initial_epoch + 1}): every process must see the same --model_dir, on a "
+                "shared file system"
+            )
+        if forking and distribution.is_chief:
             copy_history(config.fork_from, config.model_dir, HISTORY_FILE)
             logging.info("Forked from %s after epoch %d.", config.fork_from, initial_epoch)
         start = time.time()
@@ -121,7 +133,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
                 verbose=config.verbose,
             )
             epochs_run = initial_epoch + len(history.epoch)
-        return finish_run(
+        results = final_results(
             config,
             model,
             callbacks,
@@ -130,8 +142,13 @@ def run(config: TrainConfig) -> dict[str, Any]:
             initial_epoch=initial_epoch,
             wall_time_s=time.time() - start,
             split_sizes=(len(labeled), len(unlabeled)),
-            replicas=replicas,
+            distribution=distribution,
         )
+    # Outside the strategy's scope: Keras' saving creates a variable, which under
+    # MultiWorkerMirroredStrategy would wait for the other workers.
+    if distribution.is_chief:
+        write_final_files(config, model, results)
+    return results
 
 
 def load_run_dataset(config: TrainConfig) -> ImageDataset:
@@ -168,10 +185,11 @@ def evaluation_set(config: TrainConfig) -> str:
     return "test set"
 
 
-def load_training_data(config: TrainConfig):
+def load_training_data(config: TrainConfig, process_share: tuple[int, int] = (0, 1)):
     """(dataset, labeled indices, unlabeled indices, SemiSupervisedBatches) of a run,
     after checking the settings against the data. Indices are into the training pool
-    (`ImageDataset.training_pool`): the labeled classes' images, then unlabeled/."""
+    (`ImageDataset.training_pool`): the labeled classes' images, then unlabeled/. The
+    batches are this process's share of every global batch (`Distribution.process_share`)."""
     dataset = load_run_dataset(config)
     config.check_against_data(dataset)
     images, labels = dataset.training_pool()
@@ -190,8 +208,25 @@ def load_training_data(config: TrainConfig):
         config.labeled_batch_size,
         config.unlabeled_batch_size,
         seed=config.seed,
+        process_share=process_share,
     )
     return dataset, labeled, unlabeled, batches
+
+
+def evaluation_batches(dataset: ImageDataset, distribution: Distribution) -> LabeledBatches:
+    """The test (or validation) batches; under a JAX distribution every batch is padded to
+    split evenly across the devices (weight-0 rows), and each process feeds its share."""
+    if distribution.engine is None or keras.backend.backend() != "jax":
+        return LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
+    multiple = distribution.replicas
+    batch_size = -(-EVALUATION_BATCH_SIZE // multiple) * multiple
+    return LabeledBatches(
+        dataset.x_test,
+        dataset.y_test,
+        batch_size,
+        pad_multiple=multiple,
+        process_share=distribution.process_share,
+    )
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -283,6 +318,8 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
     student = model_spec(config.model).build(
         num_classes=dataset.num_classes, input_shape=dataset.image_shape, width=config.width
     )
+    if config.sync_batchnorm and keras.backend.backend() == "tensorflow":
+        set_batch_norm_synchronized(student, True)  # before the teacher is cloned from it
     mean, std = dataset.channel_mean_std()
     augmentation = Augmentation(
         mean,
@@ -311,6 +348,8 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
         jit_compile=config.jit_compile or keras.backend.backend() == "jax",
         steps_per_execution=config.steps_per_execution,
     )
+    # Built here, inside the distribution's scope: fit then has nothing left to build.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
@@ -321,12 +360,15 @@ def start_run_directory(
     labeled,
     restore_from: str | None,
     callbacks,
+    is_chief: bool = True,
 ) -> int:
     """Creates (or, with --overwrite, clears) model_dir, restores the training state
     (and the callbacks' states) from `restore_from` (this run's resume file, or the
     state of the run it forks from), and writes the run's metadata; returns the epoch
-    to start at."""
+    to start at. A process other than the chief only restores."""
     model_dir = config.model_dir
+    if not is_chief:
+        return load_training_state(model, restore_from, callbacks) if restore_from else 0
     os.makedirs(model_dir, exist_ok=True)
     if config.overwrite:
         run_files = [os.path.join(model_dir, name) for name in RUN_FILES]
@@ -367,12 +409,13 @@ def describe_dataset(config: TrainConfig, dataset: ImageDataset) -> dict[str, An
 
 
 def build_callbacks(
-    config: TrainConfig, batches: SemiSupervisedBatches, test_batches
+    config: TrainConfig, batches: SemiSupervisedBatches, test_batches, is_chief: bool = True
 ) -> list[keras.callbacks.Callback]:
     """The run's callbacks, in the order they must run: the batches learn the epoch
     before the schedules measure on them; guards and evaluation add to the logs before
     the checkpoint, the history and TensorBoard read them. The checkpoint saves the
-    state of every callback that has one."""
+    state of every callback that has one. Only the chief's list has the callbacks
+    that write files (every process runs the others: they take part in collectives)."""
     callbacks = [
         batches.epoch_callback(),
         ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
@@ -382,13 +425,15 @@ def build_callbacks(
             config.lc_rampup_epochs,
             config.lc_epsilon,
             epsilon_quantile=config.lc_epsilon_quantile,
-            distance_batches=batches,
+            distance_batches=batches.global_batches(),
         ),
         linear_lr_decay(config.lr, config.lr_decay_start(), config.epochs),
         NonFiniteLossGuard(),
         CollapseMonitor(stop=config.stop_on_collapse),
         PeriodicEvaluation(test_batches, config.eval_every, config.epochs),
     ]
+    if not is_chief:
+        return callbacks
     return [
         *callbacks,
         ResumeCheckpoint(
@@ -415,7 +460,7 @@ def _tensorboard_callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
     ]
 
 
-def finish_run(
+def final_results(
     config: TrainConfig,
     model: MeanTeacher,
     callbacks,
@@ -425,12 +470,12 @@ def finish_run(
     initial_epoch: int,
     wall_time_s: float,
     split_sizes: tuple[int, int],
-    replicas: int = 1,
+    distribution: Distribution | None = None,
 ) -> dict[str, Any]:
     """Evaluates the final state (after a non-finite loss, the last good one: not the
-    diverged weights), saves the model of a run that ended well, and writes
-    results.json: the final errors, and apart from them, labelled, the best teacher
-    error over the run's evaluations."""
+    diverged weights); returns what results.json holds: the final errors, and apart
+    from them, labelled, the best teacher error over the run's evaluations."""
+    distribution = distribution or Distribution()
     stopped_by = next((c for c in callbacks if getattr(c, "stop_reason", None)), None)
     stop_reason = stopped_by.stop_reason if stopped_by else None
     evaluation = next(c for c in callbacks if isinstance(c, PeriodicEvaluation))
@@ -458,14 +503,21 @@ def finish_run(
         "resumed_from_epoch": int(initial_epoch),
         "wall_time_s": round(wall_time_s, 3),
         "backend": keras.backend.backend(),
-        "replicas": int(replicas),
+        "replicas": int(distribution.replicas),
+        "processes": int(distribution.process_count),
         "num_labeled": int(split_sizes[0]),
         "num_unlabeled": int(split_sizes[1]),
         "evaluation_set": evaluation_set(config),
         "lc_epsilon": schedule.epsilon if config.lc_weight > 0 else None,
         "config": config.to_dict(),
     }
-    if stop_reason is None:
+    return results
+
+
+def write_final_files(config: TrainConfig, model: MeanTeacher, results: dict[str, Any]) -> None:
+    """Saves the model of a run that ended well (model.keras) and writes results.json."""
+    if results["stop_reason"] is None:
+        # Synchronized batch norm is a training setting; the saved model loads anywhere.
+        set_batch_norm_synchronized(model, False)
         atomic_write(os.path.join(config.model_dir, MODEL_FILE), model.save)
     atomic_write_json(os.path.join(config.model_dir, RESULTS_FILE), results)
-    return results

@@ -69,3 +69,20 @@ def test_settings_the_data_cannot_satisfy_are_refused_with_the_fix(settings, dat
     with pytest.raises(UserInputError) as error:
         config.validate().check_against_data(data)
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(process_id=1), "--coordinator_address, --num_processes and --process_id launch "
+         "--distribute=multi_worker"),
+        (dict(distribute="multi_worker", num_processes=2, process_id=2),
+         "--process_id=2 must be below --num_processes=2"),
+        (dict(distribute="several"), "--distribute must be one of none, mirrored, multi_worker, "
+         "not 'several'"),
+    ],
+)  # fmt: skip
+def test_distribution_settings_are_checked(settings, message):
+    with pytest.raises(UserInputError) as error:
+        TrainConfig(**settings).validate()
+    assert str(error.value) == message

@@ -94,6 +94,47 @@ def test_batches_are_a_function_of_seed_and_epoch():
     assert not np.array_equal(first[0]["unlabeled_images"], third[0]["unlabeled_images"])
 
 
+def test_process_shares_are_equal_slices_that_concatenate_to_the_global_batch():
+    batches, _, _ = make_batches(epoch=1)
+    shares = []
+    for index in range(2):
+        share = SemiSupervisedBatches(
+            batches.images, batches.labels, batches.labeled_indices,
+            batches.unlabeled_indices, 4, 16, seed=0, process_share=(index, 2),
+        )  # fmt: skip
+        share.epoch = 1
+        shares.append(share)
+    for step in range(len(batches)):
+        for key in ("labeled_images", "labels", "unlabeled_images"):
+            joined = np.concatenate([share[step][key] for share in shares])
+            np.testing.assert_array_equal(joined, batches[step][key])
+            # Whatever a process feeds, every process can measure on the global batch.
+            np.testing.assert_array_equal(shares[1].global_batches()[step][key], batches[step][key])
+    with pytest.raises(ValueError, match="does not split"):
+        SemiSupervisedBatches(
+            batches.images, batches.labels, batches.labeled_indices,
+            batches.unlabeled_indices, 4, 16, seed=0, process_share=(0, 3),
+        )  # fmt: skip
+
+
+def test_padded_evaluation_batches_count_every_image_once():
+    images = np.arange(23, dtype=np.uint8).reshape(23, 1, 1, 1)
+    labels = np.arange(23)
+    for count in (1, 2):
+        parts = [
+            LabeledBatches(images, labels, 12, pad_multiple=4, process_share=(index, count))
+            for index in range(count)
+        ]
+        batches = [[part[i] for part in parts] for i in range(len(parts[0]))]
+        # Every slice has the same size, the global batch a multiple of 4 (24 = 12 + 12).
+        assert [sum(len(p[1]) for p in batch) for batch in batches] == [12, 12]
+        assert len({len(p[1]) for batch in batches for p in batch}) == 1
+        weights = np.concatenate([p[2] for batch in batches for p in batch])
+        counted = np.concatenate([p[1] for batch in batches for p in batch])[weights > 0]
+        np.testing.assert_array_equal(np.sort(counted), labels)
+        assert weights.sum() == 23
+
+
 def test_labeled_batches_cover_everything_in_order():
     images = np.arange(23, dtype=np.uint8).reshape(23, 1, 1, 1)
     batches = LabeledBatches(images, np.arange(23), 10)

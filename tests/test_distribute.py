@@ -1,8 +1,9 @@
 """Data-parallel training (lcmt_tf.distribute) against one device: on 2 logical CPU
 devices, one training step on the same global batch gives the same loss, LC value and
-student and teacher weights as the single-device step (augmentation and dropout off, a
-network without batch norm, whose statistics are per replica on TensorFlow). Each
-backend runs in a subprocess: the host CPU must be split before the backend starts."""
+student and teacher weights (batch-norm statistics included) as the single-device step
+(augmentation and dropout off; on TensorFlow with synchronized batch norm,
+--sync_batchnorm, as its statistics are otherwise per replica). Each backend runs in a
+subprocess: the host CPU must be split before the backend starts."""
 
 import json
 import os
@@ -19,8 +20,8 @@ import json, os, sys
 os.environ["KERAS_BACKEND"] = sys.argv[1]
 import keras
 import numpy as np
-from lcmt_tf.distribute import configure_host_devices, distribution_scope
-configure_host_devices(2)
+from lcmt_tf.config import TrainConfig
+from lcmt_tf.distribute import set_batch_norm_synchronized, start_distribution
 from lcmt_tf import Augmentation, MeanTeacher
 from lcmt_tf.models import from_backbone
 
@@ -41,10 +42,16 @@ batch = {
 }
 results = {}
 for mode in ("none", "mirrored"):
-    with distribution_scope(mode) as replicas:
+    distribution = start_distribution(TrainConfig(distribute=mode, num_cpu_devices=2))
+    with distribution.scope():
+        replicas = distribution.replicas
         keras.utils.set_random_seed(0)
-        backbone = keras.Sequential([keras.layers.Conv2D(8, 3, padding="same", activation="relu")])
+        backbone = keras.Sequential([keras.layers.Conv2D(8, 3, padding="same"),
+                                     keras.layers.BatchNormalization(),
+                                     keras.layers.ReLU()])
         student = from_backbone(backbone, 10, feature_dim=16, input_shape=(8, 8, 1))
+        if keras.backend.backend() == "tensorflow":
+            assert set_batch_norm_synchronized(student, True) == 1
         model = MeanTeacher(student, Augmentation([0.5], [0.25], max_translation=0),
                             ema_decay=0.9, consistency_weight=3.0, lc_weight=2.0, lc_epsilon=0.002)
         model.compile(optimizer=keras.optimizers.SGD(0.5))

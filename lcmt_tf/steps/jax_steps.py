@@ -75,16 +75,16 @@ class JaxSteps:
 
     def loss_term_gradient_norms(self, data, names) -> dict[str, tuple[float, float, float]]:
         """{term: (value, |d term / d student|, |d term / d teacher|)} over one batch, as pure
-        functions of the current values (no variable changes)."""
+        functions of the current values (no variable changes), in one compiled function:
+        op by op, a data-parallel (multi-process) model would synchronize at every op."""
         import jax.numpy as jnp
 
         students = list(self.trainable_variables)
         teacher_ids = {id(teacher) for teacher, _ in self.ema_pairs}
         teachers = [v for v in self.non_trainable_variables if id(v) in teacher_ids]
         others = [v for v in self.non_trainable_variables if id(v) not in teacher_ids]
-        values = [[v.value for v in group] for group in (students, teachers, others)]
 
-        def term(name, student_values, teacher_values):
+        def term(name, student_values, teacher_values, other_values, data):
             def forward():
                 return self.compute_losses(data)[1][name]
 
@@ -92,20 +92,26 @@ class JaxSteps:
                 forward,
                 (students, student_values),
                 (teachers, teacher_values),
-                (others, values[2]),
+                (others, other_values),
             )
             return result
 
         def norm(gradients):
-            return float(jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in gradients)))
+            return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in gradients))
 
-        norms = {}
-        for name in names:
-            value, (student_gradients, teacher_gradients) = jax.value_and_grad(
-                lambda s, t, name=name: term(name, s, t), argnums=(0, 1)
-            )(values[0], values[1])
-            norms[name] = (float(value), norm(student_gradients), norm(teacher_gradients))
-        return norms
+        @jax.jit
+        def all_norms(student_values, teacher_values, other_values, data):
+            norms = {}
+            for name in names:
+                value, (student_gradients, teacher_gradients) = jax.value_and_grad(
+                    lambda s, t, name=name: term(name, s, t, other_values, data), argnums=(0, 1)
+                )(student_values, teacher_values)
+                norms[name] = (value, norm(student_gradients), norm(teacher_gradients))
+            return norms
+
+        values = [[v.value for v in group] for group in (students, teachers, others)]
+        norms = all_norms(*values, data)
+        return {name: tuple(float(v) for v in triple) for name, triple in norms.items()}
 
     def gather_replicas(self, values):
         """Data-parallel JAX steps compute on global (sharded) arrays: nothing to do."""

@@ -28,10 +28,20 @@ class TensorFlowSteps:
             teacher_variable.assign(
                 self.moving_average(teacher_variable, student_variable, applied)
             )
-        return self.update_metrics(terms, labeled_logits)
+        return _reducible_logs(self.update_metrics(terms, labeled_logits))
 
     def test_step(self, data):
-        return self.evaluation_metrics(data)
+        return _reducible_logs(self.evaluation_metrics(data))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15) first reduces a distributed batch with strategy.reduce, which
+        # MultiWorkerMirroredStrategy refuses for a dict or tuple batch
+        # (keras-team/keras#20329). A MeanTeacher is built when constructed; once its
+        # optimizer is built too (lcmt_tf.train builds it before fit), there is nothing
+        # to build.
+        if self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def gather_replicas(self, values):
         """`values` of every replica, concatenated along the batch (differentiable):
@@ -78,3 +88,14 @@ class TensorFlowSteps:
                 tf.linalg.global_norm(gradients[len(students) :]),
             )
         return norms
+
+
+def _reducible_logs(logs: dict) -> dict:
+    """The step's logs, as Keras can reduce them across workers. Under
+    MultiWorkerMirroredStrategy Keras (3.15) averages each log value along axis 0, which
+    fails for scalars (tensorflow/tensorflow#72388): there, each becomes a 1-element
+    vector, and the average over the replicas is the scalar again."""
+    strategy = tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
