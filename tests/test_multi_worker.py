@@ -10,13 +10,14 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+
+from lcmt_tf.launch import launch_local
 
 from conftest import ROOT, TRAIN_SCRIPT, error_lines
 
@@ -28,54 +29,21 @@ DIGITS = ["--flagfile=flags/digits.txt", f"--epochs={EPOCHS}", "--lc_start_epoch
           "--sanity_check=false"]  # fmt: skip
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def launch(backend: str, model_dir, distribute: str = "multi_worker") -> list[subprocess.Popen]:
     """The training processes of one run: two for multi_worker (process 0 is the chief),
-    one on two logical CPU devices for mirrored. JAX
-    keeps its compiled steps in a cache beside the run, so that the relaunch does not
-    compile them again (JAX's documented persistent compilation cache)."""
+    one on two logical CPU devices for mirrored. JAX keeps its compiled steps in a cache
+    beside the run, so that the relaunch does not compile them again (JAX's documented
+    persistent compilation cache)."""
     args = [*DIGITS, f"--distribute={distribute}", f"--model_dir={model_dir}"]
-    count = 2
-    environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
+    environment = {"TF_CPP_MIN_LOG_LEVEL": "2",
                    "JAX_COMPILATION_CACHE_DIR": f"{model_dir}_jax_cache",
                    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # fmt: skip
+    pipes = dict(cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if distribute == "mirrored":
-        commands = [([sys.executable, TRAIN_SCRIPT, *args, "--num_cpu_devices=2"], {})]
-    elif backend == "tensorflow":
-        workers = [f"127.0.0.1:{port}" for port in free_ports(count)]
-        commands = [
-            ([sys.executable, TRAIN_SCRIPT, *args], {"TF_CONFIG": json.dumps(
-                {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-            )})
-            for index in range(count)
-        ]  # fmt: skip
-    else:
-        (port,) = free_ports(1)
-        launch_flags = [f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={count}"]
-        commands = [
-            ([sys.executable, TRAIN_SCRIPT, *args, *launch_flags, f"--process_id={index}"], {})
-            for index in range(count)
-        ]
-    return [
-        subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**environment, **extra},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for command, extra in commands
-    ]
+        command = [sys.executable, TRAIN_SCRIPT, *args, "--num_cpu_devices=2"]
+        return [subprocess.Popen(command, env={**os.environ, **environment,
+                                               "KERAS_BACKEND": backend}, **pipes)]  # fmt: skip
+    return launch_local(backend, args, 2, env=environment, script=TRAIN_SCRIPT, **pipes)
 
 
 def kill(processes) -> None:
@@ -94,6 +62,7 @@ def saved_epoch(model_dir) -> int:
 
 
 @pytest.mark.tensorflow_only
+@pytest.mark.multi_process
 @pytest.mark.parametrize(
     "backend, distribute",
     [("tensorflow", "multi_worker"), ("jax", "multi_worker"), ("tensorflow", "mirrored")],
