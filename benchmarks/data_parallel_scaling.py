@@ -30,6 +30,7 @@ sys.path.insert(0, ROOT)
 from lcmt_tf.launch import launch_local  # noqa: E402
 
 flags.DEFINE_list("backends", ["tensorflow", "jax"], "Keras backends")
+flags.DEFINE_list("modes", ["none", "mirrored", "multi_worker"], "--distribute values to run")
 flags.DEFINE_integer("devices", 2, "logical devices (mirrored) and processes (multi_worker)")
 flags.DEFINE_integer("epochs", 20, "digits epochs per run")
 flags.DEFINE_integer("seed", 0, "--seed and --label_seed of every run")
@@ -116,7 +117,7 @@ def main(argv):
     records = []
     with tempfile.TemporaryDirectory() as scratch:
         for backend in FLAGS.backends:
-            for distribute in ("none", "mirrored", "multi_worker"):
+            for distribute in FLAGS.modes:
                 model_dir = os.path.join(scratch, f"{backend}_{distribute}")
                 record = run_once(backend, distribute, model_dir)
                 print(json.dumps(record), flush=True)
