@@ -15,10 +15,6 @@ import socket
 import subprocess
 import sys
 
-TRAIN_SCRIPT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "train.py"
-)
-
 
 def free_ports(count: int) -> list[int]:
     """`count` distinct TCP ports of 127.0.0.1 that were free a moment ago."""

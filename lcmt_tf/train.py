@@ -470,12 +470,11 @@ def final_results(
     initial_epoch: int,
     wall_time_s: float,
     split_sizes: tuple[int, int],
-    distribution: Distribution | None = None,
+    distribution: Distribution,
 ) -> dict[str, Any]:
     """Evaluates the final state (after a non-finite loss, the last good one: not the
     diverged weights); returns what results.json holds: the final errors, and apart
     from them, labelled, the best teacher error over the run's evaluations."""
-    distribution = distribution or Distribution()
     stopped_by = next((c for c in callbacks if getattr(c, "stop_reason", None)), None)
     stop_reason = stopped_by.stop_reason if stopped_by else None
     evaluation = next(c for c in callbacks if isinstance(c, PeriodicEvaluation))
