@@ -2,14 +2,16 @@
 devices, one training step on the same global batch gives the same loss, LC value and
 student and teacher weights (batch-norm statistics included) as the single-device step
 (augmentation and dropout off; on TensorFlow with synchronized batch norm,
---sync_batchnorm, as its statistics are otherwise per replica). Each backend runs in a
-subprocess: the host CPU must be split before the backend starts."""
+--sync_batchnorm, as its statistics are otherwise per replica). Each check runs in a
+subprocess (on the suite's backend): the host CPU must be split before the backend
+starts."""
 
 import json
 import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -66,13 +68,10 @@ print(json.dumps(results))
 """
 
 
-# Each backend runs in its own subprocess whatever the suite's backend, so once (in the
-# TensorFlow suite) is enough.
-@pytest.mark.tensorflow_only
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_a_data_parallel_step_equals_the_single_device_step(backend):
+# On the suite's backend, in a subprocess (the host CPU is split before the backend starts).
+def test_a_data_parallel_step_equals_the_single_device_step():
     completed = subprocess.run(
-        [sys.executable, "-c", ONE_STEP, backend],
+        [sys.executable, "-c", ONE_STEP, keras.backend.backend()],
         cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         capture_output=True,
@@ -109,3 +108,89 @@ def test_mirrored_digits_run_on_two_cpu_devices_from_the_command_line(tmp_path):
         "train.py: error: --labeled_batch_size=32 does not split evenly across 3 replicas; "
         "use a multiple of 3"
     )
+
+
+PER_REPLICA_DRAWS = """
+import json, os
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import keras
+import numpy as np
+import tensorflow as tf
+from lcmt_tf.config import TrainConfig
+from lcmt_tf.distribute import start_distribution
+from lcmt_tf import Augmentation, MeanTeacher
+from lcmt_tf.models import from_backbone
+from lcmt_tf.steps.tensorflow_steps import ReplicaSeedGenerator
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+    def __len__(self):
+        return 1
+    def __getitem__(self, index):
+        return self.batch
+
+distribution = start_distribution(TrainConfig(distribute="mirrored", num_cpu_devices=2))
+strategy = distribution.engine
+image = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), dtype="uint8")
+with distribution.scope():
+    keras.utils.set_random_seed(0)
+    backbone = keras.Sequential([keras.layers.Conv2D(8, 3, padding="same"),
+                                 keras.layers.Dropout(0.5, name="dropout")])
+    student = from_backbone(backbone, 10, feature_dim=16, input_shape=(8, 8, 1))
+    model = MeanTeacher(student, Augmentation([0.5], [0.25], max_translation=2,
+                                              horizontal_flip=True, noise_stddev=0.1))
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    dropout = backbone.get_layer("dropout")
+
+def replica_draws():
+    return {
+        "augmentation": model.augmentation(image, training=True),
+        "dropout": dropout(tf.ones((4, 8, 8, 8)), training=True),
+        "teacher_dropout": model.teacher.layers[1].get_layer("dropout")(
+            tf.ones((4, 8, 8, 8)), training=True),
+    }
+
+def replicas_differ():
+    draws = strategy.run(replica_draws)
+    return {name: bool(np.any(np.asarray(strategy.experimental_local_results(value)[0])
+                              != np.asarray(strategy.experimental_local_results(value)[1])))
+            for name, value in draws.items()}
+
+before = replicas_differ()
+batch = {"labeled_images": np.concatenate([image, image]), "labels": np.zeros(8, "int32"),
+         "unlabeled_images": np.concatenate([image] * 4)}
+model.fit(Batches(batch), epochs=1, verbose=0, shuffle=False)
+after = replicas_differ()
+
+# With one replica the folded generator draws what Keras' own draws.
+plain, folded = keras.random.SeedGenerator(7), ReplicaSeedGenerator(7)
+same = all(np.array_equal(keras.random.uniform((5,), seed=plain),
+                          keras.random.uniform((5,), seed=folded)) for _ in range(3))
+print(json.dumps({"before": before, "after": after, "one_replica_unchanged": same,
+                  "generators": sorted({type(g).__name__ for layer in model._flatten_layers()
+                                        for g in layer._seed_generators})}))
+"""
+
+
+@pytest.mark.tensorflow_only
+def test_tensorflow_replicas_draw_their_own_augmentation_and_dropout():
+    """Keras' seed generators hand every TensorFlow replica the same seed (the control,
+    before training); the training step makes them fold in the replica id, so the
+    replicas' translations, flips, noise and dropout masks differ, while one replica
+    draws what it always drew."""
+    completed = subprocess.run(
+        [sys.executable, "-c", PER_REPLICA_DRAWS],
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert results["before"] == {"augmentation": False, "dropout": False, "teacher_dropout": False}
+    assert results["after"] == {"augmentation": True, "dropout": True, "teacher_dropout": True}
+    assert results["one_replica_unchanged"]
+    assert results["generators"] == ["ReplicaSeedGenerator"]

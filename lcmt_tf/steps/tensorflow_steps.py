@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 
@@ -11,6 +12,8 @@ class TensorFlowSteps:
     replica under a tf.distribute strategy)."""
 
     def train_step(self, data):
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            draw_per_replica(self)
         variables = self.trainable_variables
         # Watch only the trainable (student) variables: the teacher's forward pass is
         # then not recorded on the tape.
@@ -88,6 +91,39 @@ class TensorFlowSteps:
                 tf.linalg.global_norm(gradients[len(students) :]),
             )
         return norms
+
+
+class ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """A `keras.random.SeedGenerator` whose seeds differ per replica of a tf.distribute
+    strategy. Every replica reads the same (mirrored) generator state, so Keras' own
+    generator hands each replica the same seed: the i-th image of every replica's slice
+    would get the same translation, flip, noise and dropout mask. This one folds the
+    replica's id in the sync group into each seed
+    (`tf.random.experimental.stateless_fold_in`); with one replica, or outside a
+    strategy, it draws exactly what SeedGenerator draws. The state, and so checkpoints
+    and resume, are SeedGenerator's."""
+
+    def next(self, ordered=True):
+        seed = super().next(ordered=ordered)
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return seed
+        return tf.random.experimental.stateless_fold_in(seed, context.replica_id_in_sync_group)
+
+
+def draw_per_replica(model) -> int:
+    """Makes every seed generator of `model`'s layers (augmentation, dropout, noise: of
+    the student and the teacher) a `ReplicaSeedGenerator`; returns how many there are.
+    Idempotent; the training step calls it when there are several replicas."""
+    generators = [
+        generator
+        for layer in model._flatten_layers()  # Keras' walk over every nested layer
+        for generator in getattr(layer, "_seed_generators", ())
+    ]
+    for generator in generators:
+        if not isinstance(generator, ReplicaSeedGenerator):
+            generator.__class__ = ReplicaSeedGenerator
+    return len(generators)
 
 
 def _reducible_logs(logs: dict) -> dict:
