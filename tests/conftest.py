@@ -24,6 +24,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(ROOT, "scripts", "train.py")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def jax_compilation_cache(tmp_path_factory):
+    """One JAX persistent compilation cache for every subprocess of the session (JAX's
+    documented cache; it keys executables on the computation and the compiler, so a hit
+    runs exactly what a compile would): the many short command-line runs on JAX compile
+    the same steps once. This process's JAX has already started and is not affected."""
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
 def train(*args, cwd=ROOT, env=None):
     """scripts/train.py with these arguments, as a user runs it; the CompletedProcess."""
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
