@@ -1,12 +1,14 @@
 """One MeanTeacher training step on fixed weights and inputs, on the backend in
-KERAS_BACKEND; writes loss, gradients and the teacher's update to an .npz file.
+KERAS_BACKEND; writes loss, gradients and the teacher's update to an .npz file per
+network, OUTPUT_DIR/NAME.npz.
 
-    python tests/backend_step.py OUTPUT.npz digits_net|conv_large_wn
+    python tests/backend_step.py OUTPUT_DIR digits_net conv_large_wn
 
 Used by tests/test_backends.py, which runs it under TensorFlow and JAX and compares.
 Augmentation and dropout are off, so the step is a deterministic function.
 """
 
+import os
 import sys
 
 import keras
@@ -88,4 +90,5 @@ def main(output_path, model_name):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    for name in sys.argv[2:]:
+        main(os.path.join(sys.argv[1], f"{name}.npz"), name)

@@ -10,26 +10,36 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_step(backend, output, model_name):
-    environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    completed = subprocess.run(
-        [sys.executable, os.path.join(HERE, "backend_step.py"), str(output), model_name],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    with np.load(output) as archive:
-        return {key: archive[key] for key in archive.files}
+MODELS = ("digits_net", "conv_large_wn")
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory):
+    """{backend: {model: arrays}}: each backend's step, one subprocess per backend."""
+    pytest.importorskip("jax")
+    results = {}
+    for backend in ("tensorflow", "jax"):
+        output = tmp_path_factory.mktemp(backend)
+        environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        completed = subprocess.run(
+            [sys.executable, os.path.join(HERE, "backend_step.py"), str(output), *MODELS],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        results[backend] = {}
+        for model_name in MODELS:
+            with np.load(output / f"{model_name}.npz") as archive:
+                results[backend][model_name] = {key: archive[key] for key in archive.files}
+    return results
 
 
 @pytest.mark.tensorflow_only
-@pytest.mark.parametrize("model_name", ["digits_net", "conv_large_wn"])
-def test_tensorflow_and_jax_steps_agree(tmp_path, model_name):
-    pytest.importorskip("jax")
-    tensorflow = run_step("tensorflow", tmp_path / "tensorflow.npz", model_name)
-    jax = run_step("jax", tmp_path / "jax.npz", model_name)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_tensorflow_and_jax_steps_agree(steps, model_name):
+    tensorflow, jax = steps["tensorflow"][model_name], steps["jax"][model_name]
     assert tensorflow.keys() == jax.keys()
     for name in ("loss", "ce", "consistency", "lc", "lc_neighbor_fraction"):
         assert float(jax[name]) == pytest.approx(float(tensorflow[name]), rel=1e-4, abs=1e-6), name

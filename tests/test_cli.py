@@ -343,7 +343,7 @@ FOLDER_RUN = [*QUICK[1:3], "--num_labels=all", "--unlabeled_batch_size=16",
               "--labeled_batch_size=4", "--translate=1"]  # fmt: skip
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.jax_only  # the command line, backend-independent: checked once
 def test_check_data_prints_the_summary_and_exits_0(tmp_path):
     data = image_folder(tmp_path / "data")
     completed = train(f"--dataset=folder:{data}", *FOLDER_RUN, "--check_data")
@@ -354,7 +354,7 @@ def test_check_data_prints_the_summary_and_exits_0(tmp_path):
     assert "labeled images also in the evaluation set (same pixels): 0" in completed.stdout
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.jax_only  # the command line, backend-independent: checked once
 def test_check_data_names_each_problem_on_a_line_and_exits_2(tmp_path):
     data = image_folder(tmp_path / "data", duplicate=True)
     completed = train(f"--dataset=folder:{data}", *FOLDER_RUN, "--unlabeled_batch_size=64",
@@ -369,7 +369,7 @@ def test_check_data_names_each_problem_on_a_line_and_exits_2(tmp_path):
     assert "1 labeled training images also appear in the evaluation set" in problems[1]
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.jax_only  # the command line, backend-independent: checked once
 def test_all_labels_without_a_test_folder_needs_a_validation_split(tmp_path):
     data = image_folder(tmp_path / "data", with_test=False)
     refused = train(f"--dataset=folder:{data}", *FOLDER_RUN, f"--model_dir={tmp_path / 'a'}")

@@ -14,9 +14,10 @@ from lcmt_tf.fork import check_fork
 
 from conftest import error_lines, train
 
-# The subprocess tests run once, on TensorFlow: forking is backend-independent file
-# handling, and restoring a state on JAX is tested by the resume tests.
-cli = pytest.mark.tensorflow_only
+# The subprocess tests run once, in the JAX suite (training on JAX): forking is
+# backend-independent file handling; restoring a state on TensorFlow is tested by the
+# resume tests.
+cli = pytest.mark.jax_only
 
 FORK_EPOCH = 2
 COMMON = [

@@ -159,6 +159,7 @@ def test_wrn_28_2_size_and_contract():
     assert len(norms) == 25 and all(norm.momentum == 0.999 for norm in norms)  # PyTorch 0.001
 
 
+@pytest.mark.tensorflow_only  # backend-independent wrapping; JAX compiles the deep net slowly
 def test_from_backbone_wraps_a_keras_application_into_the_contract():
     from lcmt_tf import MeanTeacher
     from lcmt_tf.augment import Augmentation
@@ -185,6 +186,7 @@ def test_from_backbone_wraps_a_keras_application_into_the_contract():
     assert not np.allclose(student.get_layer("features").kernel.numpy(), before)
 
 
+@pytest.mark.tensorflow_only  # name lookup and wrapping: backend-independent, checked once
 def test_keras_applications_names_are_checked():
     from lcmt_tf.errors import UserInputError
     from lcmt_tf.models import model_spec

@@ -157,7 +157,7 @@ def test_nan_loss_stops_with_reason_and_keeps_the_last_good_checkpoint(tmp_path)
     assert all(np.all(np.isfinite(v)) for v in state_arrays(model_dir).values())
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.jax_only  # backend-independent: checked once
 def test_divergence_in_the_first_epoch_reports_no_error_rather_than_the_diverged_weights(
     tmp_path,
 ):
@@ -181,7 +181,7 @@ def test_divergence_in_the_first_epoch_reports_no_error_rather_than_the_diverged
     assert final["teacher_best_test_error"] is None
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.jax_only  # backend-independent: checked once
 def test_collapse_is_detected_logged_and_stops_the_run(tmp_path):
     model_dir = tmp_path / "run"
     completed = train(
@@ -230,7 +230,7 @@ def test_bad_input_gives_one_line_and_exit_status_2(args, message, bad_inputs, t
     assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.jax_only  # backend-independent: checked once
 def test_model_dir_with_another_configuration_is_refused_on_the_command_line(tmp_path):
     model_dir = tmp_path / "run"
     base = [

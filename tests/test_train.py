@@ -147,6 +147,7 @@ def quick(model_dir, **settings) -> TrainConfig:
     )
 
 
+@pytest.mark.tensorflow_only  # run-directory rules: backend-independent, checked once
 def test_a_run_directory_with_another_configuration_is_refused_unless_overwrite(tmp_path):
     model_dir = tmp_path / "run"
     run(quick(model_dir))
@@ -162,6 +163,7 @@ def test_a_run_directory_with_another_configuration_is_refused_unless_overwrite(
     assert replaced["config"]["lr"] == 0.1 and replaced["resumed_from_epoch"] == 0
 
 
+@pytest.mark.tensorflow_only  # run-directory rules: backend-independent, checked once
 def test_rerunning_a_finished_run_changes_nothing(tmp_path):
     model_dir = tmp_path / "run"
     run(quick(model_dir))
@@ -174,6 +176,7 @@ def test_rerunning_a_finished_run_changes_nothing(tmp_path):
             np.testing.assert_array_equal(archive[key], before[key])
 
 
+@pytest.mark.tensorflow_only  # run-directory rules: backend-independent, checked once
 def test_a_moved_run_directory_resumes(tmp_path):
     run(quick(tmp_path / "run"))
     (tmp_path / "run").rename(tmp_path / "moved")
