@@ -16,8 +16,9 @@ terms are global: on JAX the step computes on global (sharded) arrays, so nothin
 changes; on TensorFlow each replica computes on its slice, the features are gathered
 across replicas for Local Clustering (the steps' `gather_replicas`), and the loss is
 divided by the number of replicas before the gradients are summed across them. What
-differs from one device: on TensorFlow, batch-norm statistics are per replica unless
---sync_batchnorm.
+differs from one device, on TensorFlow: batch-norm statistics are per replica unless
+--sync_batchnorm, and each replica draws its own augmentation and dropout
+(steps/tensorflow_steps.py's ReplicaSeedGenerator), not the one-device draws.
 
 Who feeds what: every TensorFlow worker reads the whole global batch and
 tf.distribute hands each replica its slice; every JAX process feeds only its slice
