@@ -1,7 +1,8 @@
 """Faults a long run meets: kills, bad input, NaN, collapse. Real subprocesses.
 
 The kill-and-resume and NaN runs train on the suite's backend (KERAS_BACKEND), so each
-suite checks its own; the rest is the command line on TensorFlow."""
+suite checks its own; the others check the command line once, in the TensorFlow suite
+(tensorflow_only) or in the JAX suite (jax_only)."""
 
 import json
 import os
