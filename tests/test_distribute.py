@@ -17,7 +17,9 @@ import pytest
 
 from conftest import ROOT, error_lines, train
 
-ONE_STEP = """
+# What both subprocess scripts start with: the backend from argv, and a data set of one
+# batch for fit.
+PRELUDE = """
 import json, os, sys
 os.environ["KERAS_BACKEND"] = sys.argv[1]
 import keras
@@ -35,7 +37,25 @@ class Batches(keras.utils.PyDataset):
         return 1
     def __getitem__(self, index):
         return self.batch
+"""
 
+
+def run_script(code: str, backend: str) -> dict:
+    """PRELUDE + `code` in a subprocess on `backend` (the host CPU must be split before
+    the backend starts); the JSON its last line prints."""
+    completed = subprocess.run(
+        [sys.executable, "-c", PRELUDE + code, backend],
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+ONE_STEP = """
 rng = np.random.default_rng(0)
 batch = {
     "labeled_images": rng.integers(0, 256, (8, 8, 8, 1), dtype="uint8"),
@@ -68,18 +88,8 @@ print(json.dumps(results))
 """
 
 
-# On the suite's backend, in a subprocess (the host CPU is split before the backend starts).
 def test_a_data_parallel_step_equals_the_single_device_step():
-    completed = subprocess.run(
-        [sys.executable, "-c", ONE_STEP, keras.backend.backend()],
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    results = run_script(ONE_STEP, keras.backend.backend())  # on the suite's backend
     single, parallel = results["none"], results["mirrored"]
     assert (single["replicas"], parallel["replicas"]) == (1, 2)
     for key in ("loss", "ce", "consistency", "lc", "lc_neighbor_fraction"):
@@ -107,25 +117,8 @@ def test_a_batch_that_does_not_split_across_the_devices_is_one_line(tmp_path):
 
 
 PER_REPLICA_DRAWS = """
-import json, os
-os.environ["KERAS_BACKEND"] = "tensorflow"
-import keras
-import numpy as np
 import tensorflow as tf
-from lcmt_tf.config import TrainConfig
-from lcmt_tf.distribute import start_distribution
-from lcmt_tf import Augmentation, MeanTeacher
-from lcmt_tf.models import from_backbone
 from lcmt_tf.steps.tensorflow_steps import ReplicaSeedGenerator
-
-class Batches(keras.utils.PyDataset):
-    def __init__(self, batch):
-        super().__init__()
-        self.batch = batch
-    def __len__(self):
-        return 1
-    def __getitem__(self, index):
-        return self.batch
 
 distribution = start_distribution(TrainConfig(distribute="mirrored", num_cpu_devices=2))
 strategy = distribution.engine
@@ -176,16 +169,7 @@ def test_tensorflow_replicas_draw_their_own_augmentation_and_dropout():
     before training); the training step makes them fold in the replica id, so the
     replicas' translations, flips, noise and dropout masks differ, while one replica
     draws what it always drew."""
-    completed = subprocess.run(
-        [sys.executable, "-c", PER_REPLICA_DRAWS],
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    results = run_script(PER_REPLICA_DRAWS, "tensorflow")
     assert results["before"] == {"augmentation": False, "dropout": False, "teacher_dropout": False}
     assert results["after"] == {"augmentation": True, "dropout": True, "teacher_dropout": True}
     assert results["one_replica_unchanged"]
