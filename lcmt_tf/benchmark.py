@@ -2,7 +2,7 @@
 
 The library side of scripts/benchmark.py. A step is 32 labeled + 128 unlabeled images
 (MT and MT+LC: each through student and teacher); the supervised step is the student
-alone on the 32 labeled images. Models are built by `lcmt_tf.train.build_model` from a
+alone on the 32 labeled images. Models are built by `lcmt_tf.builders.build_model` from a
 TrainConfig with the paper's CIFAR-10 settings, on random 32x32 RGB images.
 
 Each configuration is warmed up (compilation excluded), then timed `repeats` times
@@ -24,9 +24,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from lcmt_tf.builders import build_model, build_optimizer, configure_backend
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import ImageDataset, SemiSupervisedBatches
-from lcmt_tf.train import build_model, build_optimizer, configure_backend
 
 MODES = ("supervised", "mt", "mtlc")
 INPUTS = ("synthetic", "pipeline")

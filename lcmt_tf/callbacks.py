@@ -6,7 +6,7 @@ never retraced; the step reports the values it used. PeriodicEvaluation,
 NonFiniteLossGuard and CollapseMonitor watch the run; HistoryCSV writes its epochs.
 
 Callbacks whose state must survive a resume have `get_state()` and `set_state()`
-(dicts of numbers), which `lcmt_tf.checkpoint` saves with the training state.
+(dicts of numbers), which `lcmt_tf.run_dir.checkpoint` saves with the training state.
 """
 
 from __future__ import annotations

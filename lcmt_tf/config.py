@@ -22,6 +22,8 @@ WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 FORWARD_PASSES = ("joint", "separate")
 TRANSLATE_PADDINGS = ("reflect", "zero")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
+# --dataset names of the benchmark data sets, and their tensorflow-datasets names.
+TFDS_NAMES = {"cifar10": "cifar10", "svhn": "svhn_cropped"}
 
 # Fields that may differ when a run is resumed: they do not change what is computed (a run
 # directory may be moved, or named by another path).
@@ -344,8 +346,6 @@ class TrainConfig:
             self.mixed_precision in MIXED_PRECISION,
             "--mixed_precision must be empty, bfloat16 or float16",
         )
-        from lcmt_tf.data.sources import source_kind
-
         source_kind(self.dataset)
         return self
 
@@ -405,6 +405,21 @@ class TrainConfig:
             f"--translate={self.translate} must be smaller than the image size {height}x{width}",
         )
         return self
+
+
+def source_kind(dataset: str) -> str:
+    """'tfds', 'npz', 'folder' or 'digits'; raises UserInputError for anything else."""
+    if dataset in TFDS_NAMES:
+        return "tfds"
+    if dataset == "digits":
+        return "digits"
+    prefix, _, path = dataset.partition(":")
+    if prefix in ("npz", "folder") and path:
+        return prefix
+    raise UserInputError(
+        f"--dataset={dataset!r} is not a known source: use cifar10, svhn, digits, "
+        "npz:PATH or folder:PATH"
+    )
 
 
 def _check(condition: bool, message: str) -> None:

@@ -11,26 +11,25 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import os
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 
-from lcmt_tf.checkpoint import load_training_state
+from lcmt_tf.builders import build_model
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import ImageDataset, load_dataset
 from lcmt_tf.data.folders import image_inputs, read_image
-from lcmt_tf.errors import UserInputError
+from lcmt_tf.data.training_data import load_run_dataset
+from lcmt_tf.errors import MissingExtraError, UserInputError
+from lcmt_tf.files import atomic_write_json
 from lcmt_tf.mean_teacher import MeanTeacher
-from lcmt_tf.run_files import (
-    DATASET_FILE,
-    INDICES_FILE,
-    MODEL_FILE,
-    atomic_write_json,
-    run_weights,
-)
-from lcmt_tf.train import build_model, load_run_dataset
+from lcmt_tf.plots import plot_confusion
+from lcmt_tf.provenance import software
+from lcmt_tf.run_dir.checkpoint import load_training_state
+from lcmt_tf.run_dir.layout import DATASET_FILE, INDICES_FILE, MODEL_FILE, run_weights
 
 NETWORKS = ("student", "teacher")
 EXPORT_FORMATS = ("savedmodel", "onnx")
@@ -182,32 +181,13 @@ def evaluate_run(model_dir: str, dataset: str | None = None) -> dict:
     }
     result["class_names"] = names
     result["teacher_confusion_matrix"] = matrix.tolist()
+    result["software"] = software()
     atomic_write_json(os.path.join(model_dir, "evaluation.json"), result)
-    plot_confusion(matrix, names, os.path.join(model_dir, "confusion.png"))
+    try:
+        plot_confusion(matrix, names, os.path.join(model_dir, "confusion.png"))
+    except MissingExtraError as error:  # the numbers are in evaluation.json
+        logging.warning("confusion.png not drawn: %s", error)
     return result
-
-
-def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str) -> None:
-    """The teacher's confusion matrix, rows normalized, counts written in the cells."""
-    from lcmt_tf.experiments.plots import pyplot, save
-
-    plt = pyplot()
-    size = max(4.0, 0.5 * len(names) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
-    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for (row, column), count in np.ndenumerate(matrix):
-        color = "white" if shares[row, column] > 0.5 else "black"
-        axis.text(column, row, str(count), ha="center", va="center", fontsize=7, color=color)
-    axis.set_xticks(range(len(names)), names, rotation=90)
-    axis.set_yticks(range(len(names)), names)
-    axis.set_xlabel("predicted class (teacher)")
-    axis.set_ylabel("true class")
-    figure.tight_layout()
-    save(figure, path)
-
-
-# Prediction
 
 
 def predict_files(
@@ -272,7 +252,7 @@ def export_run(model_dir: str, export_format: str, output: str) -> str:
             import tf2onnx  # noqa: F401
         except ImportError:
             raise UserInputError(
-                "ONNX export needs tf2onnx and onnx: pip install -e '.[export]'"
+                "ONNX export needs tf2onnx and onnx: pip install 'lcmt_tf[export]'"
             ) from None
     trained = load_run(model_dir)
     exported = inference_model(trained)
@@ -286,4 +266,12 @@ def export_run(model_dir: str, export_format: str, output: str) -> str:
     )
     with open(classes_path, "w") as file:
         json.dump(trained.class_names, file)
+    provenance = {
+        "exported_from": os.path.abspath(model_dir),
+        "weights": trained.source,
+        "format": export_format,
+        "class_names": list(trained.class_names),
+        "software": software(),
+    }
+    atomic_write_json(classes_path.replace("class_names.json", "provenance.json"), provenance)
     return classes_path

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 
 
 def free_ports(count: int) -> list[int]:
@@ -28,13 +29,16 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+TRAIN_COMMAND = (sys.executable, "-m", "lcmt_tf.cli.train")
+
+
 def local_worker_commands(
-    backend: str, train_args: list[str], count: int, script: str = "scripts/train.py"
+    backend: str, train_args: list[str], count: int, command: Sequence[str] = TRAIN_COMMAND
 ) -> list[tuple[list[str], dict[str, str]]]:
     """(argv, extra environment) of each of `count` processes of one multi-worker run of
-    `script` (scripts/train.py, from the repository's root) with `train_args` (which
-    hold --distribute=multi_worker); process 0 is the chief."""
-    train = [sys.executable, script, *train_args]
+    `command` (the train command) with `train_args` (which hold
+    --distribute=multi_worker); process 0 is the chief."""
+    train = [*command, *train_args]
     if backend == "tensorflow":
         workers = [f"127.0.0.1:{port}" for port in free_ports(count)]
         return [
@@ -61,12 +65,12 @@ def launch_local(
     train_args: list[str],
     count: int,
     env: dict[str, str] | None = None,
-    script: str = "scripts/train.py",
+    command: Sequence[str] = TRAIN_COMMAND,
     **popen,
 ) -> list[subprocess.Popen]:
     """Starts the processes of `local_worker_commands` (subprocess.Popen keyword
     arguments in `popen`); the chief first."""
     return [
         subprocess.Popen(command, env={**os.environ, **(env or {}), **extra}, **popen)
-        for command, extra in local_worker_commands(backend, train_args, count, script)
+        for command, extra in local_worker_commands(backend, train_args, count, command)
     ]

@@ -1,40 +1,10 @@
 """Export a trained run's teacher for deployment, normalization built in: uint8
-images (N, H, W, C) in, class probabilities out, loadable without lcmt_tf.
 
-    python scripts/export.py --model_dir=runs/digits --format=savedmodel --output=OUT
-    python scripts/export.py --model_dir=runs/digits --format=onnx --output=model.onnx
-
-savedmodel: `tf.saved_model.load(OUT).serve(images)`; onnx (needs the `export`
-extra): `onnxruntime.InferenceSession(OUT)`. The class names are written beside it
-(OUT/class_names.json, or OUT's stem + .class_names.json). Needs the TensorFlow
-backend.
+The `lcmt export` command (lcmt_tf.cli.export), run from a checkout: `python
+scripts/export.py --help` lists its flags.
 """
 
-from __future__ import annotations
-
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import flags  # noqa: E402
-
-from lcmt_tf import cli  # noqa: E402
-
-flags.DEFINE_string("model_dir", None, "run directory (model.keras or training_state.npz)")
-flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "onnx"], "what to write")
-flags.DEFINE_string("output", None, "SavedModel directory or .onnx file to write")
-FLAGS = flags.FLAGS
-
-
-def main(argv: list[str]) -> None:
-    cli.check_run_arguments(argv, FLAGS.model_dir, "export")
-    if not FLAGS.output:
-        cli.fail("--output is required: the SavedModel directory or .onnx file to write")
-    from lcmt_tf.inference import export_run
-
-    classes = export_run(FLAGS.model_dir, FLAGS.format, FLAGS.output)
-    print(f"exported the teacher ({FLAGS.format}) to {FLAGS.output}; class names: {classes}")
-
+from lcmt_tf.cli.export import main
 
 if __name__ == "__main__":
-    cli.run(main)
+    main()

@@ -14,7 +14,7 @@ from lcmt_tf.callbacks import (
     PeriodicEvaluation,
     measure_lc_distances,
 )
-from lcmt_tf.checkpoint import load_training_state, save_training_state
+from lcmt_tf.run_dir.checkpoint import load_training_state, save_training_state
 
 from conftest import FixedBatches, random_batch, small_mean_teacher
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lcmt_tf.config import TrainConfig
-from lcmt_tf.fork import check_fork
+from lcmt_tf.run_dir.fork import check_fork
 
 from conftest import error_lines, train
 

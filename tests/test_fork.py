@@ -10,7 +10,7 @@ import pytest
 
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.fork import check_fork
+from lcmt_tf.run_dir.fork import check_fork
 
 from conftest import error_lines, train
 

@@ -88,6 +88,7 @@ def test_evaluate_reports_errors_per_class_accuracy_calibration_and_confusion(fo
     report = json.loads(completed.stdout)
     assert report == json.load(open(run / "evaluation.json"))
     results = json.load(open(run / "results.json"))
+    assert report["software"]["lcmt_tf"] == results["software"]["lcmt_tf"]
     # The same test error as training's own evaluation (model.evaluate's accuracies).
     for network in ("teacher", "student"):
         assert report[f"{network}_test_error"] == pytest.approx(results[f"{network}_test_error"])
@@ -177,6 +178,9 @@ def exported_probabilities(folder_run, images):
         completed = script("export", f"--model_dir={folder_run / 'run'}", "--format=savedmodel",
                            f"--output={export}")  # fmt: skip
         assert completed.returncode == 0, completed.stderr[-2000:]
+    provenance = json.loads((export / "provenance.json").read_text())
+    assert provenance["software"]["backend"] == "tensorflow"
+    assert provenance["exported_from"] == str((folder_run / "run").resolve())
     return run_exported("savedmodel", str(export), images)
 
 

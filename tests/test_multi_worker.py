@@ -40,7 +40,7 @@ def launch(backend: str, model_dir, distribute: str = "multi_worker") -> list[su
         command = [sys.executable, TRAIN_SCRIPT, *args, "--num_cpu_devices=2"]
         return [subprocess.Popen(command, env={**os.environ, **environment,
                                                "KERAS_BACKEND": backend}, **pipes)]  # fmt: skip
-    return launch_local(backend, args, 2, env=environment, script=TRAIN_SCRIPT, **pipes)
+    return launch_local(backend, args, 2, env=environment, **pipes)
 
 
 def kill(processes) -> None:

@@ -5,9 +5,9 @@ import keras
 import numpy as np
 import pytest
 
+from lcmt_tf.builders import build_optimizer
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.optimizers import CoupledWeightDecaySGD
-from lcmt_tf.train import build_optimizer
 
 LR, MOMENTUM, WD = 0.1, 0.9, 0.01
 

@@ -104,7 +104,7 @@ import os, signal, sys
 import numpy as np
 import keras
 from lcmt_tf import Augmentation, MeanTeacher, digits_net
-from lcmt_tf.checkpoint import save_training_state
+from lcmt_tf.run_dir.checkpoint import save_training_state
 
 model = MeanTeacher(digits_net(width=0.25), Augmentation([0.5], [0.25]))
 model.compile(optimizer="sgd")

@@ -3,9 +3,11 @@
 import csv
 import json
 
+import keras
 import numpy as np
 import pytest
 
+import lcmt_tf
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.train import run
@@ -29,6 +31,8 @@ def test_six_epochs_of_mt_plus_lc_on_digits(tmp_path):
     assert results["completed"] and results["epochs_run"] == 6 and results["stop_reason"] is None
     assert results["num_labeled"] == 50 and results["num_unlabeled"] == 1347 - 50
     assert results["teacher_test_error"] < 60  # chance is 90
+    assert results["software"]["lcmt_tf"] == lcmt_tf.__version__
+    assert results["software"]["backend"] == keras.backend.backend()
     written = json.loads((tmp_path / "run" / "results.json").read_text())
     assert written == results
     for name in ("config.json", "labeled_indices.json", "training_state.npz", "model.keras"):

@@ -20,7 +20,7 @@ def check_data(config: TrainConfig) -> tuple[str, list[str]]:
     """(a readable summary, the problems found, one line each). Data that cannot be
     read at all raises UserInputError instead."""
     from lcmt_tf.data.split import stratified_label_split
-    from lcmt_tf.train import evaluation_set, load_run_dataset
+    from lcmt_tf.data.training_data import evaluation_set, load_run_dataset
 
     dataset = load_run_dataset(config)
     problems = []

@@ -2,7 +2,7 @@
 
     PATH/train/<class>/*     labeled images (class = folder name, sorted order)
     PATH/test/<class>/*      test images, the same class folders (optional with a
-                             validation split, see lcmt_tf.train.load_run_dataset)
+                             validation split, see lcmt_tf.data.training_data)
     PATH/unlabeled/**/*      images without labels, in any subfolders (optional)
 
 Formats: PNG, JPEG, BMP, WebP. Images of different sizes are refused unless
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.run_files import atomic_write
+from lcmt_tf.files import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CACHE_VERSION = 1

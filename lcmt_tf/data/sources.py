@@ -15,10 +15,9 @@ import zipfile
 
 import numpy as np
 
+from lcmt_tf.config import TFDS_NAMES, source_kind
 from lcmt_tf.errors import UserInputError
 
-# tensorflow-datasets names of the benchmark data sets.
-TFDS_NAMES = {"cifar10": "cifar10", "svhn": "svhn_cropped"}
 UNLABELED = -1  # the label of a training image without one
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
@@ -73,21 +72,6 @@ class ImageDataset:
         mean_square = np.mean(np.square(images, dtype=np.float64), axis=axes) / 255.0**2
         std = np.sqrt(np.maximum(mean_square - mean**2, 0.0))
         return mean.tolist(), np.maximum(std, 1e-3).tolist()
-
-
-def source_kind(dataset: str) -> str:
-    """'tfds', 'npz', 'folder' or 'digits'; raises UserInputError for anything else."""
-    if dataset in TFDS_NAMES:
-        return "tfds"
-    if dataset == "digits":
-        return "digits"
-    prefix, _, path = dataset.partition(":")
-    if prefix in ("npz", "folder") and path:
-        return prefix
-    raise UserInputError(
-        f"--dataset={dataset!r} is not a known source: use cifar10, svhn, digits, "
-        "npz:PATH or folder:PATH"
-    )
 
 
 def load_dataset(

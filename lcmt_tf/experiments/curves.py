@@ -16,7 +16,7 @@ import numpy as np
 
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.experiments.runner import nan_to_none, read_history
-from lcmt_tf.run_files import atomic_write_json
+from lcmt_tf.files import atomic_write_json
 
 CURVE_METHODS = ("mt", "mtlc")
 NETWORKS = ("student", "teacher")
@@ -67,7 +67,7 @@ def learning_curves(root: str, setting: str) -> dict:
 
 def write_curves(root: str, setting: str) -> list[str]:
     """ROOT/S/curves.json and ROOT/S/curves.png; returns their paths."""
-    from lcmt_tf.experiments.plots import plot_curves
+    from lcmt_tf.plots import plot_curves
 
     curves = learning_curves(root, setting)
     paths = [os.path.join(root, setting, f"curves.{ending}") for ending in ("json", "png")]

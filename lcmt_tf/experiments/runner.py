@@ -1,9 +1,14 @@
-"""Many runs of scripts/train.py: what they are, which are done, running the rest.
+"""Many training runs: what they are, which are done, running the rest.
 
 An experiment (a table, a sweep) is a list of `Run`s, each an ordinary run directory
-with the command-line arguments that train it, so every run resumes, and running the
-same experiment again skips the finished runs and continues the others. A forked run
+with the train command's arguments, so every run resumes, and running the same
+experiment again skips the finished runs and continues the others. A forked run
 (`--fork_from`) waits for the run it starts from.
+
+Configurations are resolved in this process, by the function the train command uses
+(`lcmt_tf.flagfiles.train_config`); each run trains in a process of its own
+(`python -m lcmt_tf.cli.train`, in the caller's working directory), so that runs are
+isolated from each other and `parallel` of them can train at once.
 """
 
 from __future__ import annotations
@@ -15,25 +20,18 @@ import json
 import math
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.run_files import (
-    HISTORY_FILE,
-    RESULTS_FILE,
-    STATE_FILE,
-    saved_epoch,
-)
+from lcmt_tf.flagfiles import PACKAGED_FLAGS_DIR, train_config
+from lcmt_tf.launch import TRAIN_COMMAND
+from lcmt_tf.run_dir.layout import HISTORY_FILE, RESULTS_FILE, STATE_FILE, saved_epoch
 
-ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRAIN_SCRIPT = os.path.join(ROOT_DIR, "scripts", "train.py")
-FLAGS_DIR = os.path.join(ROOT_DIR, "flags")
-# The methods of a setting S and their flag files: flags/S_supervised.txt (optional),
-# flags/S_mt.txt and flags/S.txt.
+# The methods of a setting S and their flag files: S_supervised.txt (optional), S_mt.txt
+# and S.txt, in the user's folders of flag files (`flags_dirs`) or else installed.
 METHODS = ("supervised", "mt", "mtlc")
 METHOD_NAMES = {"supervised": "supervised only", "mt": "Mean Teacher", "mtlc": "MT + LC"}
 FLAG_FILE_SUFFIX = {"supervised": "_supervised", "mt": "_mt", "mtlc": ""}
@@ -41,7 +39,7 @@ FLAG_FILE_SUFFIX = {"supervised": "_supervised", "mt": "_mt", "mtlc": ""}
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One training run of an experiment: scripts/train.py with `args`."""
+    """One training run of an experiment: the train command with `args`."""
 
     setting: str
     method: str  # one of METHODS
@@ -66,19 +64,31 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def flag_file(setting: str, method: str, flags_dir: str = FLAGS_DIR) -> str:
-    """flags/S_supervised.txt, flags/S_mt.txt or flags/S.txt."""
-    return os.path.join(flags_dir, f"{setting}{FLAG_FILE_SUFFIX[method]}.txt")
+def flag_file(setting: str, method: str, flags_dirs: Sequence[str] = ()) -> str:
+    """S_supervised.txt, S_mt.txt or S.txt (absolute), from the first of `flags_dirs`
+    that has it, else from the installed flag files; the path in the last of these
+    when none has it."""
+    name = f"{setting}{FLAG_FILE_SUFFIX[method]}.txt"
+    folders = [*flags_dirs, PACKAGED_FLAGS_DIR]
+    for folder in folders:
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.abspath(os.path.join(folder, name))
+    return os.path.join(folders[0], name)
 
 
-def flag_files(setting: str, methods: Sequence[str], flags_dir: str = FLAGS_DIR) -> dict:
+def flag_files(setting: str, methods: Sequence[str], flags_dirs: Sequence[str] = ()) -> dict:
     """{method: flag file} of a setting; a missing file is a UserInputError."""
-    files = {method: flag_file(setting, method, flags_dir) for method in methods}
+    for folder in flags_dirs:
+        if not os.path.isdir(folder):
+            raise UserInputError(f"--flags_dir={folder} is not a folder")
+    files = {method: flag_file(setting, method, flags_dirs) for method in methods}
     missing = [path for path in files.values() if not os.path.isfile(path)]
     if missing:
+        searched = ", ".join([*flags_dirs, "the installed flag files"])
         raise UserInputError(
-            f"setting {setting!r} needs the flag files {', '.join(files.values())}; "
-            f"{missing[0]} does not exist"
+            f"setting {setting!r} needs the flag files "
+            f"{', '.join(os.path.basename(path) for path in files.values())}; "
+            f"{os.path.basename(missing[0])} is not in {searched}"
         )
     return files
 
@@ -107,19 +117,9 @@ def override_args(overrides: Sequence[str]) -> list[str]:
 
 
 def resolve(args: Sequence[str]) -> dict:
-    """The configuration scripts/train.py resolves from `args` (its --dry_run); its
-    one-line error becomes a UserInputError."""
-    completed = subprocess.run(
-        [sys.executable, TRAIN_SCRIPT, *args, "--dry_run"],
-        cwd=ROOT_DIR,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        capture_output=True,
-        text=True,
-    )
-    if completed.returncode != 0:
-        lines = completed.stderr.strip().splitlines() or ["train.py failed"]
-        raise UserInputError(lines[-1].removeprefix("train.py: error: "))
-    return json.loads(completed.stdout)
+    """The configuration (as a dict) the train command resolves from `args`; a
+    mistake in them is a UserInputError."""
+    return train_config(args).to_dict()
 
 
 def read_results(model_dir: str) -> dict | None:
@@ -223,8 +223,7 @@ def execute(
         report(f"{'resume' if state == 'unfinished' else 'start '} {run.model_dir}")
         with open(f"{run.model_dir}.log", "a") as log:
             code = subprocess.call(
-                [sys.executable, TRAIN_SCRIPT, *run.args],
-                cwd=ROOT_DIR,
+                [*TRAIN_COMMAND, *run.args],
                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -287,9 +286,10 @@ def measure_epoch_seconds(config: dict, steps: int = 3) -> float:
     """Seconds an epoch of this configuration takes here: the mean time of `steps`
     training steps after one warm-up step (compilation), times the steps of an epoch.
     Loads the data and builds the model as the run will."""
-    from lcmt_tf.train import build_model, configure_backend, load_training_data
+    from lcmt_tf.builders import build_model, configure_backend
+    from lcmt_tf.data.training_data import load_training_data
 
-    settings = TrainConfig.from_dict({k: v for k, v in config.items() if k != "dry_run"})
+    settings = TrainConfig.from_dict(config)
     dataset, _, _, batches = load_training_data(settings)
     configure_backend(settings)
     model = build_model(settings, dataset, batches[0]["labeled_images"])

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.experiments.runner import (
-    FLAGS_DIR,
     Run,
     finished_results,
     flag_files,
@@ -37,8 +36,8 @@ from lcmt_tf.experiments.table import (
     incomplete_lines,
     run_directory,
 )
-from lcmt_tf.fork import MAY_DIFFER_AFTER_FORK
-from lcmt_tf.run_files import atomic_write_csv, atomic_write_json, atomic_write_text
+from lcmt_tf.files import atomic_write_csv, atomic_write_json, atomic_write_text
+from lcmt_tf.run_dir.fork import MAY_DIFFER_AFTER_FORK
 
 # Parameters whose value 0 switches Local Clustering off: plain Mean Teacher.
 ZERO_MEANS_MEAN_TEACHER = ("lc_epsilon", "lc_weight")
@@ -70,7 +69,7 @@ def plan_sweep(
     root: str,
     overrides: Sequence[str] = (),
     fork: bool = False,
-    flags_dir: str = FLAGS_DIR,
+    flags_dirs: Sequence[str] = (),
 ) -> list[Run]:
     """The runs of a sweep: the Mean Teacher runs first, then one MT+LC run per value
     and seed. Checks the parameter, the flag files and every value's configuration
@@ -86,7 +85,7 @@ def plan_sweep(
             f"without --fork, or sweep an LC setting (lc_weight, lc_epsilon, ...)"
         )
     extra = override_args(overrides)
-    files = flag_files(setting, ("mt", "mtlc"), flags_dir)
+    files = flag_files(setting, ("mt", "mtlc"), flags_dirs)
     resolve([f"--flagfile={files['mt']}", *extra])
     default = resolve([f"--flagfile={files['mtlc']}", *extra])
     lc_values = [v for v in values if not (v == 0 and param in ZERO_MEANS_MEAN_TEACHER)]
@@ -180,7 +179,7 @@ def markdown(sweep: dict) -> str:
 def write_sweep(stem: str, sweep: dict) -> list[str]:
     """STEM.json, STEM.csv, STEM.md and STEM.png (STEM is ROOT/sweep unless said
     otherwise); returns their paths."""
-    from lcmt_tf.experiments.plots import plot_sweep
+    from lcmt_tf.plots import plot_sweep
 
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     paths = [f"{stem}.{ending}" for ending in ("json", "csv", "md", "png")]

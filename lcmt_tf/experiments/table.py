@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.experiments.runner import (
-    FLAGS_DIR,
     METHOD_NAMES,
     METHODS,
     Run,
@@ -29,7 +28,7 @@ from lcmt_tf.experiments.runner import (
     unfinished,
 )
 from lcmt_tf.experiments.statistics import mean_std, paired_difference
-from lcmt_tf.run_files import atomic_write_csv, atomic_write_json, atomic_write_text
+from lcmt_tf.files import atomic_write_csv, atomic_write_json, atomic_write_text
 
 DEFAULT_METHODS = ("mt", "mtlc")
 ERROR_KEYS = ("teacher_test_error", "student_test_error", "teacher_best_test_error")
@@ -45,7 +44,7 @@ def plan_table(
     root: str,
     overrides: Sequence[str] = (),
     fork: bool = False,
-    flags_dir: str = FLAGS_DIR,
+    flags_dirs: Sequence[str] = (),
     methods: Sequence[str] = DEFAULT_METHODS,
 ) -> list[Run]:
     """The runs of a table, in METHODS order (a fork's source comes before it).
@@ -59,7 +58,7 @@ def plan_table(
     extra = override_args(overrides)
     runs = []
     for setting in settings:
-        files = flag_files(setting, methods, flags_dir)
+        files = flag_files(setting, methods, flags_dirs)
         lc_start = resolve([f"--flagfile={files['mtlc']}", *extra])["lc_start_epoch"]
         for method in methods:
             if method != "mtlc":

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lcmt_tf.run_files import atomic_write_json, atomic_write_text, run_weights
+from lcmt_tf.files import atomic_write_json, atomic_write_text
+from lcmt_tf.run_dir.layout import run_weights
 
 PROJECTOR_DIR = os.path.join("tensorboard", "projector")
 
@@ -89,8 +90,8 @@ def tsne_figures(
     tsne.json (the subsample and the maps), and each run's projector files."""
     for model_dir in model_dirs:  # every mistake found before a backend starts
         run_weights(model_dir)
-    from lcmt_tf.experiments.plots import plot_tsne
     from lcmt_tf.inference import features, load_run
+    from lcmt_tf.plots import plot_tsne
 
     panels: dict[str, list[dict]] = {"train": [], "test": []}
     for model_dir, title in zip(model_dirs, titles):

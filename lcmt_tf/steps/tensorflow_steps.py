@@ -40,7 +40,7 @@ class TensorFlowSteps:
         # Keras (3.15) first reduces a distributed batch with strategy.reduce, which
         # MultiWorkerMirroredStrategy refuses for a dict or tuple batch
         # (keras-team/keras#20329). A MeanTeacher is built when constructed; once its
-        # optimizer is built too (lcmt_tf.train builds it before fit), there is nothing
+        # optimizer is built too (lcmt_tf.builders builds it before fit), there is nothing
         # to build.
         if self.optimizer is not None and self.optimizer.built:
             return

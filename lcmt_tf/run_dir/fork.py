@@ -17,7 +17,7 @@ import shutil
 
 from lcmt_tf.config import RESUMABLE_DIFFERENCES, TrainConfig
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.run_files import saved_epoch, snapshot_path
+from lcmt_tf.run_dir.layout import saved_epoch, snapshot_path
 
 # Settings that do not act before the fork point (or not on training at all).
 MAY_DIFFER_AFTER_FORK = (

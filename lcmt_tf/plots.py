@@ -1,6 +1,7 @@
-"""The experiment figures, with matplotlib (the `experiments` extra): a sweep's error
-against the value (Figures 4-5), test-error curves (Figure 3) and t-SNE maps
-(Figures 6-7). Each takes the numbers its command computed and writes one PNG."""
+"""The figures, with matplotlib (the `experiments` extra): a sweep's error against the
+value (Figures 4-5), test-error curves (Figure 3), t-SNE maps (Figures 6-7) and a run's
+confusion matrix (evaluate). Each takes the numbers its command computed and writes one
+PNG; matplotlib is imported only when a figure is drawn."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lcmt_tf.errors import UserInputError
-from lcmt_tf.run_files import atomic_write
+from lcmt_tf.errors import MissingExtraError
+from lcmt_tf.files import atomic_write
 
 METHOD_LABELS = {"mt": "Mean Teacher", "mtlc": "MT + LC"}
 METHOD_COLORS = {"mt": "tab:blue", "mtlc": "tab:red"}
@@ -23,8 +24,8 @@ def pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UserInputError(
-            "the figures need matplotlib: pip install -e '.[experiments]'"
+        raise MissingExtraError(
+            "the figures need matplotlib: pip install 'lcmt_tf[experiments]'"
         ) from None
     return plt
 
@@ -154,3 +155,24 @@ def plot_tsne(
         axis.legend(fontsize=7, markerscale=2, loc="best")
     figure.tight_layout()
     save(figure, path)
+
+
+def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str) -> None:
+    """The teacher's confusion matrix, rows normalized, counts written in the cells."""
+    plt = pyplot()
+    size = max(4.0, 0.5 * len(names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(matrix):
+        color = "white" if shares[row, column] > 0.5 else "black"
+        axis.text(column, row, str(count), ha="center", va="center", fontsize=7, color=color)
+    axis.set_xticks(range(len(names)), names, rotation=90)
+    axis.set_yticks(range(len(names)), names)
+    axis.set_xlabel("predicted class (teacher)")
+    axis.set_ylabel("true class")
+    figure.tight_layout()
+    save(figure, path)
+
+
+# Prediction

@@ -16,7 +16,8 @@ import shutil
 import keras
 import numpy as np
 
-from lcmt_tf.run_files import atomic_write, snapshot_path
+from lcmt_tf.files import atomic_write
+from lcmt_tf.run_dir.layout import snapshot_path
 
 
 def _state_variables(model: keras.Model) -> list:

@@ -1,0 +1,176 @@
+"""Builders of a run's parts from its TrainConfig: the backend settings, the optimizer,
+the compiled MeanTeacher, the evaluation batches and the callbacks, in the order
+`lcmt_tf.train.run` uses them (and the benchmark, evaluate and the experiments' time
+projection build the same way)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import keras
+
+from lcmt_tf.augment import Augmentation
+from lcmt_tf.callbacks import (
+    CollapseMonitor,
+    ConsistencyRampup,
+    HistoryCSV,
+    LocalClusteringSchedule,
+    NonFiniteLossGuard,
+    PeriodicEvaluation,
+    linear_lr_decay,
+)
+from lcmt_tf.config import TrainConfig
+from lcmt_tf.data import ImageDataset, LabeledBatches, SemiSupervisedBatches
+from lcmt_tf.distribute import Distribution, set_batch_norm_synchronized
+from lcmt_tf.mean_teacher import MeanTeacher
+from lcmt_tf.models import model_spec
+from lcmt_tf.models.convnet_wn import initialize_from_data
+from lcmt_tf.optimizers import CoupledWeightDecaySGD
+from lcmt_tf.run_dir.checkpoint import ResumeCheckpoint
+from lcmt_tf.run_dir.layout import HISTORY_FILE, STATE_FILE, TENSORBOARD_DIR
+
+EVALUATION_BATCH_SIZE = 500
+
+
+def configure_backend(config: TrainConfig) -> None:
+    """Seeds, determinism and the dtype policy, before any model is built."""
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    policy = {"": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+    keras.config.set_dtype_policy(policy[config.mixed_precision])
+
+
+def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """SGD with the configuration's momentum and weight decay: PyTorch's update with
+    coupled L2 (`CoupledWeightDecaySGD`), or Keras' SGD with decoupled decay."""
+    if config.weight_decay_mode == "coupled":
+        return CoupledWeightDecaySGD(
+            learning_rate=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            coupled_weight_decay=config.weight_decay,
+        )
+    return keras.optimizers.SGD(
+        learning_rate=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay or None,
+    )
+
+
+def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) -> MeanTeacher:
+    """The compiled MeanTeacher for this configuration and data.
+
+    With `init_images` (raw training images), networks with data-dependent
+    initialization (conv_large_wn) are initialized from them, normalized and not
+    augmented, before the teacher is copied from the student. λ1 and λ2 start at 0;
+    the schedule callbacks set them every epoch.
+    """
+    student = model_spec(config.model).build(
+        num_classes=dataset.num_classes, input_shape=dataset.image_shape, width=config.width
+    )
+    if config.sync_batchnorm and keras.backend.backend() == "tensorflow":
+        set_batch_norm_synchronized(student, True)  # before the teacher is cloned from it
+    mean, std = dataset.channel_mean_std()
+    augmentation = Augmentation(
+        mean,
+        std,
+        max_translation=config.translate,
+        horizontal_flip=config.hflip,
+        noise_stddev=config.input_noise,
+        seed=config.seed,
+        translate_padding=config.translate_padding,
+    )
+    if init_images is not None:
+        initialize_from_data(student, augmentation(init_images, training=False))
+    model = MeanTeacher(
+        student,
+        augmentation,
+        ema_decay=config.ema_decay,
+        consistency_weight=0.0,
+        lc_weight=0.0,
+        lc_epsilon=config.lc_epsilon,
+        use_local_clustering=config.lc_weight > 0,
+        forward_passes=config.forward_passes,
+    )
+    model.compile(
+        optimizer=build_optimizer(config),
+        # Keras runs a JAX step without jit op by op, which is many times slower.
+        jit_compile=config.jit_compile or keras.backend.backend() == "jax",
+        steps_per_execution=config.steps_per_execution,
+    )
+    # Built here, inside the distribution's scope: fit then has nothing left to build.
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def evaluation_batches(dataset: ImageDataset, distribution: Distribution) -> LabeledBatches:
+    """The test (or validation) batches; under a JAX distribution every batch is padded to
+    split evenly across the devices (weight-0 rows), and each process feeds its share."""
+    if distribution.engine is None or keras.backend.backend() != "jax":
+        return LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
+    multiple = distribution.replicas
+    batch_size = -(-EVALUATION_BATCH_SIZE // multiple) * multiple
+    return LabeledBatches(
+        dataset.x_test,
+        dataset.y_test,
+        batch_size,
+        pad_multiple=multiple,
+        process_share=distribution.process_share,
+    )
+
+
+def build_callbacks(
+    config: TrainConfig, batches: SemiSupervisedBatches, test_batches, is_chief: bool = True
+) -> list[keras.callbacks.Callback]:
+    """The run's callbacks, in the order they must run: the batches learn the epoch
+    before the schedules measure on them; guards and evaluation add to the logs before
+    the checkpoint, the history and TensorBoard read them. The checkpoint saves the
+    state of every callback that has one. Only the chief's list has the callbacks
+    that write files (every process runs the others: they take part in collectives)."""
+    callbacks = [
+        batches.epoch_callback(),
+        ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
+        LocalClusteringSchedule(
+            config.lc_weight,
+            config.lc_start_epoch,
+            config.lc_rampup_epochs,
+            config.lc_epsilon,
+            epsilon_quantile=config.lc_epsilon_quantile,
+            distance_batches=batches.global_batches(),
+        ),
+        linear_lr_decay(config.lr, config.lr_decay_start(), config.epochs),
+        NonFiniteLossGuard(),
+        CollapseMonitor(stop=config.stop_on_collapse),
+        PeriodicEvaluation(test_batches, config.eval_every, config.epochs),
+    ]
+    if not is_chief:
+        return callbacks
+    return [
+        *callbacks,
+        ResumeCheckpoint(
+            os.path.join(config.model_dir, STATE_FILE), callbacks, config.kept_epochs()
+        ),
+        HistoryCSV(
+            os.path.join(config.model_dir, HISTORY_FILE),
+            extra_columns=("student_test_error", "teacher_test_error"),
+        ),
+        *_tensorboard_callbacks(config.model_dir),
+    ]
+
+
+def _tensorboard_callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
+    try:
+        import tensorflow  # noqa: F401  (Keras' TensorBoard callback writes with tf.summary)
+    except ImportError:
+        logging.warning("TensorFlow is not installed: no TensorBoard logs are written.")
+        return []
+    return [
+        keras.callbacks.TensorBoard(
+            log_dir=os.path.join(model_dir, TENSORBOARD_DIR), write_graph=False, profile_batch=0
+        )
+    ]

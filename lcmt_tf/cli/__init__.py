@@ -1,0 +1,78 @@
+"""The commands: the only layer that parses flags and turns a user's mistake (a flag, a
+path, the data) into one line `PROGRAM: error: ...` on stderr and exit status 2, never
+a stack trace. Each command is a module with `main()`:
+
+    train       lcmt train        python -m lcmt_tf.cli.train       (scripts/train.py)
+    check_data  lcmt check-data   python -m lcmt_tf.cli.check_data  (train --check_data)
+    experiment  lcmt experiment   python -m lcmt_tf.cli.experiment  (scripts/experiment.py)
+    evaluate    lcmt evaluate     python -m lcmt_tf.cli.evaluate    (scripts/evaluate.py)
+    predict     lcmt predict      python -m lcmt_tf.cli.predict     (scripts/predict.py)
+    export      lcmt export       python -m lcmt_tf.cli.export      (scripts/export.py)
+    benchmark   lcmt benchmark    python -m lcmt_tf.cli.benchmark   (scripts/benchmark.py)
+
+`lcmt` (and `python -m lcmt_tf`) dispatches to them (lcmt_tf.cli.main). A command
+defines its absl flags when it runs, not when it is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from absl import app, flags
+
+from lcmt_tf.errors import UserInputError
+from lcmt_tf.flagfiles import parse_flag_args
+
+
+def program() -> str:
+    return os.path.basename(sys.argv[0]) or "lcmt"
+
+
+def fail(message: str) -> None:
+    print(f"{program()}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, flag files found by name (lcmt_tf.flagfiles), its errors as
+    one line."""
+    try:
+        return parse_flag_args(flags.FLAGS, argv[0], argv[1:])
+    except UserInputError as error:
+        fail(str(error))
+
+
+def check_run_arguments(argv: list[str], model_dir: str | None, purpose: str) -> None:
+    """The checks every command on a run directory starts with, before a backend
+    starts: no stray arguments, and --model_dir names a trained run."""
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    if not model_dir:
+        fail(f"--model_dir is required: the run directory to {purpose}")
+    from lcmt_tf.run_dir.layout import run_weights
+
+    run_weights(model_dir)
+
+
+def run(
+    main: Callable[[list[str]], None], define_flags: Callable[[], None], doc: str | None
+) -> None:
+    """Defines the command's flags, then absl.app.run(main); a UserInputError that main
+    raises becomes one line, exit 2. `--help` shows `doc` and the command's flags (absl
+    shows the docstring of __main__ and the key flags of sys.argv[0])."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.modules["__main__"].__doc__ = doc
+    before = set(flags.FLAGS)
+    define_flags()
+    for name in sorted(set(flags.FLAGS) - before):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
+    def guarded(argv: list[str]) -> None:
+        try:
+            main(argv)
+        except UserInputError as error:
+            fail(str(error))
+
+    app.run(guarded, flags_parser=parse_flags)

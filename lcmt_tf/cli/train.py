@@ -1,0 +1,81 @@
+"""Train Mean Teacher + Local Clustering.
+
+    lcmt train --flagfile=digits
+    lcmt train --flagfile=cifar10_2000 --dataset=folder:../shared/data/cifar10
+    python -m lcmt_tf.cli.train --flagfile=flags/digits.txt      (in a checkout)
+
+Every flag is a field of lcmt_tf.config.TrainConfig, where its help text lives;
+`--helpfull` lists them. --flagfile takes a file or an installed setting's name
+(lcmt_tf.flagfiles). Mistakes in flags, data or paths end with one line on stderr and
+exit status 2; a run stopped by a NaN loss or a collapse exits 1; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags, logging
+
+from lcmt_tf import cli
+from lcmt_tf.flagfiles import config_from_flags, define_config_flags
+
+
+def define_flags(check_data: bool = False) -> None:
+    define_config_flags(flags.FLAGS)
+    flags.DEFINE_boolean("dry_run", False, "print the resolved configuration as JSON and exit")
+    flags.DEFINE_boolean(
+        "check_data", check_data, "print a summary of the data and its problems, and exit"
+    )
+
+
+def train(argv: list[str]) -> None:
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    config = config_from_flags(flags.FLAGS)
+    if flags.FLAGS.dry_run:
+        import json
+
+        print(json.dumps({**config.to_dict(), "dry_run": True}, sort_keys=True))
+        return
+    if flags.FLAGS.check_data:
+        from lcmt_tf.data.check import check_data
+
+        report, problems = check_data(config)
+        print(report)
+        for problem in problems:
+            print(f"{cli.program()}: problem: {problem}", file=sys.stderr)
+        sys.exit(2 if problems else 0)
+    try:
+        from lcmt_tf.train import run
+
+        results = run(config)
+    except KeyboardInterrupt:
+        print(
+            f"{cli.program()}: interrupted; rerun the same command to resume from the last "
+            f"completed epoch in {config.model_dir}",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    logging.info("results: %s", os.path.join(config.model_dir, "results.json"))
+    if results["teacher_test_error"] is None:
+        errors = "no test error: no good state to evaluate"
+    else:
+        errors = (
+            f"teacher test error {results['teacher_test_error']:.2f}%  "
+            f"student test error {results['student_test_error']:.2f}%"
+        )
+    print(
+        f"{errors}  ({results['epochs_run']} epochs, {results['wall_time_s']:.0f} s"
+        f"{', stopped: ' + results['stop_reason'] if results['stop_reason'] else ''})"
+    )
+    if results["stop_reason"]:
+        sys.exit(1)
+
+
+def main() -> None:
+    cli.run(train, define_flags, __doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The data of a run: its data set (with the validation split held out), the labeled
+and unlabeled indices into its training pool, and the batches `fit` reads."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from lcmt_tf.config import TrainConfig
+from lcmt_tf.data.batches import SemiSupervisedBatches
+from lcmt_tf.data.sources import ImageDataset, load_dataset
+from lcmt_tf.data.split import stratified_holdout, stratified_label_split
+
+
+def load_run_dataset(config: TrainConfig) -> ImageDataset:
+    """The run's data set; with --validation_fraction, the held-out share of each
+    class's labeled training images takes the place of the test set."""
+    dataset = load_dataset(
+        config.dataset,
+        config.data_dir,
+        config.download,
+        image_size=config.image_size_pair(),
+        cache_dir=config.cache_directory(),
+    )
+    if not config.validation_fraction:
+        return dataset
+    kept, held_out = stratified_holdout(
+        dataset.y_train, config.validation_fraction, config.label_seed
+    )
+    return dataclasses.replace(
+        dataset,
+        x_train=dataset.x_train[kept],
+        y_train=dataset.y_train[kept],
+        x_test=dataset.x_train[held_out],
+        y_test=dataset.y_train[held_out],
+    )
+
+
+def evaluation_set(config: TrainConfig) -> str:
+    """What the run's test errors are measured on, in words (results.json)."""
+    if config.validation_fraction:
+        return (
+            f"validation split: {config.validation_fraction:g} of each class's labeled "
+            f"training images, held out (--label_seed={config.label_seed}); not the test set"
+        )
+    return "test set"
+
+
+def load_training_data(
+    config: TrainConfig, process_share: tuple[int, int] = (0, 1)
+) -> tuple[ImageDataset, np.ndarray, np.ndarray, SemiSupervisedBatches]:
+    """(dataset, labeled indices, unlabeled indices, SemiSupervisedBatches) of a run,
+    after checking the settings against the data. Indices are into the training pool
+    (`ImageDataset.training_pool`): the labeled classes' images, then unlabeled/. The
+    batches are this process's share of every global batch (`Distribution.process_share`)."""
+    dataset = load_run_dataset(config)
+    config.check_against_data(dataset)
+    images, labels = dataset.training_pool()
+    if config.labels_all():
+        labeled = np.arange(len(dataset.y_train))
+        unlabeled = np.arange(len(dataset.y_train), len(labels))
+    else:
+        labeled, unlabeled = stratified_label_split(
+            labels, config.num_labels, dataset.num_classes, config.label_seed
+        )
+    batches = SemiSupervisedBatches(
+        images,
+        labels,
+        labeled,
+        unlabeled,
+        config.labeled_batch_size,
+        config.unlabeled_batch_size,
+        seed=config.seed,
+        process_share=process_share,
+    )
+    return dataset, labeled, unlabeled, batches

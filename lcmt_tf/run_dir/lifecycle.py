@@ -1,0 +1,143 @@
+"""A run directory's life: checked before anything is written, started (created,
+restored, its metadata written), and closed with the final model and results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from lcmt_tf.config import RESUMABLE_DIFFERENCES, TrainConfig
+from lcmt_tf.data import ImageDataset
+from lcmt_tf.data.training_data import evaluation_set
+from lcmt_tf.distribute import set_batch_norm_synchronized
+from lcmt_tf.errors import UserInputError
+from lcmt_tf.files import atomic_write, atomic_write_json
+from lcmt_tf.mean_teacher import MeanTeacher
+from lcmt_tf.run_dir.checkpoint import load_training_state
+from lcmt_tf.run_dir.layout import (
+    CONFIG_FILE,
+    DATASET_FILE,
+    INDICES_FILE,
+    MODEL_FILE,
+    RESULTS_FILE,
+    RUN_FILES,
+    TENSORBOARD_DIR,
+    snapshot_paths,
+)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in config.items() if key not in RESUMABLE_DIFFERENCES}
+
+
+def check_run_directory(config: TrainConfig) -> bool:
+    """Checks model_dir before anything is written; returns True to resume.
+
+    Refuses a directory that is not writable, or that holds a run with another
+    configuration (unless --overwrite).
+    """
+    model_dir = config.model_dir
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise UserInputError(f"--model_dir={model_dir} is a file, not a directory")
+    probe = model_dir if os.path.isdir(model_dir) else os.path.dirname(os.path.abspath(model_dir))
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as error:
+        raise UserInputError(
+            f"--model_dir={model_dir} is not writable ({error.strerror}); choose another directory"
+        ) from None
+    config_path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(config_path) or config.overwrite:
+        return False
+    try:
+        with open(config_path) as file:
+            # Through TrainConfig, so that settings added since it was written compare
+            # at their defaults.
+            previous = _comparable(TrainConfig.from_dict(json.load(file)).to_dict())
+    except (OSError, ValueError, TypeError) as error:
+        raise UserInputError(
+            f"cannot read {config_path} ({error}); use --overwrite to start anew"
+        ) from None
+    current = _comparable(config.to_dict())
+    differences = sorted(
+        key for key in previous.keys() | current.keys() if previous.get(key) != current.get(key)
+    )
+    if differences:
+        shown = ", ".join(
+            f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in differences[:3]
+        )
+        raise UserInputError(
+            f"--model_dir={model_dir} holds a run with a different configuration ({shown}); "
+            "use another --model_dir, or --overwrite to replace it"
+        )
+    return True
+
+
+def start_run_directory(
+    config: TrainConfig,
+    model: MeanTeacher,
+    dataset: ImageDataset,
+    labeled,
+    restore_from: str | None,
+    callbacks,
+    is_chief: bool = True,
+) -> int:
+    """Creates (or, with --overwrite, clears) model_dir, restores the training state
+    (and the callbacks' states) from `restore_from` (this run's resume file, or the
+    state of the run it forks from), and writes the run's metadata; returns the epoch
+    to start at. A process other than the chief only restores."""
+    model_dir = config.model_dir
+    if not is_chief:
+        return load_training_state(model, restore_from, callbacks) if restore_from else 0
+    os.makedirs(model_dir, exist_ok=True)
+    if config.overwrite:
+        run_files = [os.path.join(model_dir, name) for name in RUN_FILES]
+        for path in [*run_files, *snapshot_paths(model_dir)]:
+            if os.path.exists(path):
+                os.remove(path)
+        shutil.rmtree(os.path.join(model_dir, TENSORBOARD_DIR), ignore_errors=True)
+    initial_epoch = 0
+    if restore_from:
+        initial_epoch = load_training_state(model, restore_from, callbacks)
+        logging.info(
+            "Restored %s: %s starts at epoch %d.", restore_from, model_dir, initial_epoch + 1
+        )
+    atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
+    atomic_write_json(os.path.join(model_dir, DATASET_FILE), describe_dataset(config, dataset))
+    atomic_write_json(
+        os.path.join(model_dir, INDICES_FILE),
+        {
+            "dataset": config.dataset,
+            "label_seed": config.label_seed,
+            "labeled_indices": labeled.tolist(),
+        },
+    )
+    return initial_epoch
+
+
+def describe_dataset(config: TrainConfig, dataset: ImageDataset) -> dict[str, Any]:
+    """dataset.json: what evaluate, predict and export need to know of the data."""
+    return {
+        "dataset": config.dataset,
+        "class_names": list(dataset.class_names),
+        "image_shape": list(dataset.image_shape),
+        "num_train_labeled_classes": int(len(dataset.y_train)),
+        "num_unlabeled_folder": int(len(dataset.x_unlabeled)),
+        "num_evaluation": int(len(dataset.y_test)),
+        "evaluation_set": evaluation_set(config),
+    }
+
+
+def write_final_files(config: TrainConfig, model: MeanTeacher, results: dict[str, Any]) -> None:
+    """Saves the model of a run that ended well (model.keras) and writes results.json."""
+    if results["stop_reason"] is None:
+        # Synchronized batch norm is a training setting; the saved model loads anywhere.
+        set_batch_norm_synchronized(model, False)
+        atomic_write(os.path.join(config.model_dir, MODEL_FILE), model.save)
+    atomic_write_json(os.path.join(config.model_dir, RESULTS_FILE), results)
