@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Augmentation": "lcmt_tf.augment",
     "CollapseMonitor": "lcmt_tf.callbacks",
+    "ConciseProgbar": "lcmt_tf.callbacks",
     "ConsistencyRampup": "lcmt_tf.callbacks",
     "LocalClusteringSchedule": "lcmt_tf.callbacks",
     "NonFiniteLossGuard": "lcmt_tf.callbacks",
@@ -28,6 +29,8 @@ _EXPORTS = {
     "linear_decay": "lcmt_tf.schedules",
     "sigmoid_rampup": "lcmt_tf.schedules",
     "TrainConfig": "lcmt_tf.config",
+    "train_config": "lcmt_tf.flagfiles",
+    "run": "lcmt_tf.train",
     "check_loss_terms": "lcmt_tf.sanity",
     "from_backbone": "lcmt_tf.models.backbone",
     "wrn_28_2": "lcmt_tf.models.wrn",

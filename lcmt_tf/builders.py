@@ -13,6 +13,7 @@ import keras
 from lcmt_tf.augment import Augmentation
 from lcmt_tf.callbacks import (
     CollapseMonitor,
+    ConciseProgbar,
     ConsistencyRampup,
     HistoryCSV,
     LocalClusteringSchedule,
@@ -129,7 +130,7 @@ def build_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """The run's callbacks, in the order they must run: the batches learn the epoch
     before the schedules measure on them; guards and evaluation add to the logs before
-    the checkpoint, the history and TensorBoard read them. The checkpoint saves the
+    the history, the checkpoint and TensorBoard read them. The checkpoint saves the
     state of every callback that has one. Only the chief's list has the callbacks
     that write files (every process runs the others: they take part in collectives)."""
     callbacks = [
@@ -147,17 +148,20 @@ def build_callbacks(
         NonFiniteLossGuard(),
         CollapseMonitor(stop=config.stop_on_collapse),
         PeriodicEvaluation(test_batches, config.eval_every, config.epochs),
+        ConciseProgbar(),
     ]
     if not is_chief:
         return callbacks
     return [
         *callbacks,
-        ResumeCheckpoint(
-            os.path.join(config.model_dir, STATE_FILE), callbacks, config.kept_epochs()
-        ),
+        # The epoch's row before its state: a kill between the two trains that epoch
+        # again on resume (its row is replaced), never loses a row.
         HistoryCSV(
             os.path.join(config.model_dir, HISTORY_FILE),
             extra_columns=("student_test_error", "teacher_test_error"),
+        ),
+        ResumeCheckpoint(
+            os.path.join(config.model_dir, STATE_FILE), callbacks, config.kept_epochs()
         ),
         *_tensorboard_callbacks(config.model_dir),
     ]

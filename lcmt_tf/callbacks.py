@@ -14,11 +14,11 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 
 import keras
 import numpy as np
 
+from lcmt_tf.files import atomic_write_csv
 from lcmt_tf.mean_teacher import errors_from_accuracies
 from lcmt_tf.schedules import linear_decay, sigmoid_rampup
 
@@ -251,64 +251,86 @@ class CollapseMonitor(keras.callbacks.Callback):
 
 
 class HistoryCSV(keras.callbacks.Callback):
-    """Appends a row per epoch to a CSV file: `epoch` (1-based) and every value in the
-    epoch's logs, in sorted columns fixed by the first row (plus `extra_columns`, for
-    values that not every epoch logs); a missing value is left empty.
+    """A row per epoch in a CSV file: `epoch` (1-based) and every value in the epoch's
+    logs, in sorted columns (plus `extra_columns`, for values that not every epoch
+    logs); a missing value is left empty. The file is rewritten whole, atomically,
+    after every epoch, so it is never half-written.
 
-    On a resume it first drops the rows of epochs the run will train again (a run
-    killed after writing its row but before saving its checkpoint), so that every
-    epoch appears once. Values that appear later (a run forked from a run that did not
-    log them) add their column. Put it after the callbacks that add to the logs.
+    On a resume it first keeps only the rows of the epochs before the one the run
+    starts at (a run killed after writing its row but before saving its checkpoint
+    trains that epoch again), so that every epoch appears once; rows that cannot be
+    read (a file cut off by a crash elsewhere) are dropped with a warning. Values that
+    appear later (a run forked from a run that did not log them) add their column. Put
+    it after the callbacks that add to the logs, and before the checkpoint.
     """
 
     def __init__(self, path: str, extra_columns: tuple[str, ...] = ()):
         super().__init__()
         self.path = path
         self.extra_columns = tuple(extra_columns)
-        self.columns: list[str] | None = None
+        self.rows: list[dict[str, str]] = []
 
     def on_train_begin(self, logs=None):
-        self.columns = None
-        self._first_epoch = None
+        self.rows, self._first_epoch = [], None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._first_epoch is None:
             self._first_epoch = epoch
-            self._keep_rows_before(epoch + 1)
+            self.rows = self._rows_before(epoch + 1)
 
-    def _keep_rows_before(self, epoch: int) -> None:
-        if not os.path.exists(self.path):
-            return
-        with open(self.path, newline="") as file:
-            rows = list(csv.reader(file))
-        if not rows:
-            return
-        self.columns = rows[0]
-        kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < epoch]
-        with open(self.path, "w", newline="") as file:
-            csv.writer(file).writerows(kept)
+    def _rows_before(self, epoch: int) -> list[dict[str, str]]:
+        try:
+            with open(self.path, newline="") as file:
+                rows = list(csv.DictReader(file))
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            logging.warning("history %s cannot be read (%s): starting it anew", self.path, error)
+            return []
+        good = [
+            row
+            for row in rows
+            if str(row.get("epoch", "")).isdigit() and None not in (*row, *row.values())
+        ]
+        if len(good) < len(rows):
+            logging.warning("history %s: dropped %d damaged rows", self.path, len(rows) - len(good))
+        return [row for row in good if int(row["epoch"]) < epoch]
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        new_file = self.columns is None
-        if new_file:
-            self.columns = ["epoch", *sorted(set(logs) | set(self.extra_columns))]
-        elif set(logs) - set(self.columns):
-            self._add_columns(set(logs) - set(self.columns))
-        values = {**{key: repr(float(value)) for key, value in logs.items()}, "epoch": epoch + 1}
-        with open(self.path, "a", newline="") as file:
-            writer = csv.writer(file)
-            if new_file:
-                writer.writerow(self.columns)
-            writer.writerow([values.get(column, "") for column in self.columns])
+        values = {key: repr(float(value)) for key, value in (logs or {}).items()}
+        self.rows.append({**values, "epoch": str(epoch + 1)})
+        names = {name for row in self.rows for name in row} | set(self.extra_columns)
+        columns = ["epoch", *sorted(names - {"epoch"})]
+        atomic_write_csv(self.path, columns, self.rows)
 
-    def _add_columns(self, names) -> None:
-        """Rewrites the file with new columns (a run forked from one that did not log
-        them), empty in the rows before."""
-        with open(self.path, newline="") as file:
-            rows = list(csv.DictReader(file))
-        self.columns = ["epoch", *sorted(set(self.columns[1:]) | set(names))]
-        with open(self.path, "w", newline="") as file:
-            writer = csv.DictWriter(file, self.columns, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
+
+class ConciseProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, showing the few values a person watches: the loss and its
+    terms, the accuracies (and validation or test errors when evaluated), and ε and
+    the LC neighbour fraction once Local Clustering is on. Everything else still goes
+    to the history, history.csv and TensorBoard. Pass it in `callbacks` and Keras uses
+    it in place of its own; with verbose=2 it prints one line per epoch.
+
+    Example:
+        model.fit(batches, epochs=100, callbacks=[ConciseProgbar(), ...])
+    """
+
+    SHOWN = (
+        "loss", "ce", "consistency", "student_accuracy", "teacher_accuracy",
+        "val_student_accuracy", "val_teacher_accuracy", "student_test_error",
+        "teacher_test_error",
+    )  # fmt: skip
+    SHOWN_WITH_LC = ("lc", "lc_epsilon", "lc_neighbor_fraction")
+
+    def _shown(self, logs):
+        logs = logs or {}
+        names = self.SHOWN
+        if float(logs.get("lc_weight", 0.0)) > 0:
+            names = (*names[:3], *self.SHOWN_WITH_LC, *names[3:])
+        return {name: logs[name] for name in names if name in logs}
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, self._shown(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, self._shown(logs))

@@ -37,6 +37,7 @@ RESUMABLE_DIFFERENCES = (
     "keep_epochs",
     "fork_from",
     "cache_dir",
+    "max_image_pixels",
     "sanity_check",
     # How a multi-worker run is launched, not what it computes; each process has its own.
     "coordinator_address",
@@ -72,6 +73,11 @@ class TrainConfig:
     )
     image_size: str = setting(
         "", "H,W: resize every folder image to this size; '' = refuse mixed sizes"
+    )
+    max_image_pixels: int = setting(
+        89_478_485,
+        "refuse a folder image with more pixels than this, before decoding it (a "
+        "decompression bomb); PIL's default limit",
     )
     cache_dir: str = setting(
         "",
@@ -147,7 +153,11 @@ class TrainConfig:
     model_dir: str = setting(
         "runs/default", "run directory: logs, checkpoints, results; rerun to resume"
     )
-    overwrite: bool = setting(False, "replace a run with a different configuration in --model_dir")
+    overwrite: bool = setting(
+        False,
+        "start anew in a --model_dir that holds another run: its files move to "
+        "MODEL_DIR/replaced-DATE-TIME/ (nothing is deleted)",
+    )
     keep_epochs: str = setting(
         "",
         "comma-separated epochs after which the training state is also kept in "
@@ -245,6 +255,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raises UserInputError naming the first invalid setting and its fix."""
+        _check(self.max_image_pixels >= 1, "--max_image_pixels must be >= 1")
         _check(
             self.labels_all() or (isinstance(self.num_labels, int) and self.num_labels >= 1),
             f"--num_labels={self.num_labels!r} must be a number >= 1 or 'all'",

@@ -5,6 +5,7 @@ copy readable. The new file gets the user's umask, like any other tool's output.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import tempfile
@@ -30,6 +31,20 @@ def atomic_write(path: str, write) -> None:
         with open(temporary, "rb") as file:
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from lcmt_tf.errors import UserInputError
+
+        kept = (
+            f"the previous {os.path.basename(path)} is kept"
+            if os.path.exists(path)
+            else ("nothing was written")
+        )
+        raise UserInputError(
+            f"out of disk space writing {path}: {kept}, nothing is half-written; free space "
+            "and rerun the same command"
+        ) from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -66,3 +81,28 @@ def atomic_write_csv(path: str, columns: Sequence[str], rows: Sequence[dict]) ->
                 )
 
     atomic_write(path, write)
+
+
+def check_output_path(
+    path: str, flag: str, directory: bool = False, overwrite: bool = True
+) -> None:
+    """Raises UserInputError (one line, naming `flag`) unless `path` can be written: its
+    folder exists and is writable, and it is not a folder where a file goes (nor a
+    file where a folder goes). Without `overwrite`, an existing file or non-empty
+    folder is refused too. For the commands to check before any work starts."""
+    from lcmt_tf.errors import UserInputError
+
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UserInputError(f"{flag}={path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UserInputError(f"{flag}={path}: the folder {parent} is not writable")
+    if directory and os.path.isfile(path):
+        raise UserInputError(f"{flag}={path} is a file; it names a folder to write")
+    if not directory and os.path.isdir(path):
+        raise UserInputError(f"{flag}={path} is a folder; it names a file to write")
+    exists = os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path))
+    if exists and not overwrite:
+        raise UserInputError(
+            f"{flag}={path} already exists; choose another, or pass --overwrite to replace it"
+        )

@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 
 import keras
@@ -21,15 +22,22 @@ import numpy as np
 from lcmt_tf.builders import build_model
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import ImageDataset, load_dataset
-from lcmt_tf.data.folders import image_inputs, read_image
+from lcmt_tf.data.folders import DEFAULT_MAX_IMAGE_PIXELS, image_inputs, read_image
 from lcmt_tf.data.training_data import load_run_dataset
 from lcmt_tf.errors import MissingExtraError, UserInputError
-from lcmt_tf.files import atomic_write_json
+from lcmt_tf.files import atomic_write_json, check_output_path
 from lcmt_tf.mean_teacher import MeanTeacher
 from lcmt_tf.plots import plot_confusion
 from lcmt_tf.provenance import software
 from lcmt_tf.run_dir.checkpoint import load_training_state
-from lcmt_tf.run_dir.layout import DATASET_FILE, INDICES_FILE, MODEL_FILE, run_weights
+from lcmt_tf.run_dir.layout import (
+    DATASET_FILE,
+    INDICES_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    run_weights,
+)
+from lcmt_tf.run_dir.lifecycle import write_run_model_card
 
 NETWORKS = ("student", "teacher")
 EXPORT_FORMATS = ("savedmodel", "onnx")
@@ -51,8 +59,15 @@ class TrainedRun:
         return load_run_dataset(self.config)
 
     def labeled_indices(self) -> np.ndarray:
-        with open(os.path.join(self.model_dir, INDICES_FILE)) as file:
-            return np.asarray(json.load(file)["labeled_indices"], dtype=np.int64)
+        path = os.path.join(self.model_dir, INDICES_FILE)
+        try:
+            with open(path) as file:
+                return np.asarray(json.load(file)["labeled_indices"], dtype=np.int64)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise UserInputError(
+                f"cannot read {path} ({error}); rerun the training command on this run "
+                "directory to write it again"
+            ) from None
 
     @functools.cached_property
     def dataset_info(self) -> dict:
@@ -60,8 +75,18 @@ class TrainedRun:
         it existed: read from the data)."""
         path = os.path.join(self.model_dir, DATASET_FILE)
         if os.path.isfile(path):
-            with open(path) as file:
-                return json.load(file)
+            try:
+                with open(path) as file:
+                    info = json.load(file)
+                missing = {"class_names", "image_shape"} - set(info)
+                if missing:
+                    raise KeyError(", ".join(sorted(missing)))
+                return info
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise UserInputError(
+                    f"cannot read {path} ({error}); delete it to read the class names from "
+                    "the data, or rerun the training command to write it again"
+                ) from None
         data = self.load_data()
         return {"class_names": list(data.class_names), "image_shape": list(data.image_shape)}
 
@@ -80,7 +105,14 @@ def load_run(model_dir: str) -> TrainedRun:
     values, weights = run_weights(model_dir)
     config = TrainConfig.from_dict(values)
     if weights.endswith(MODEL_FILE):
-        model = keras.models.load_model(weights)
+        try:
+            model = keras.models.load_model(weights)
+        except Exception as error:  # Keras raises many kinds for a damaged archive
+            raise UserInputError(
+                f"cannot load {weights} ({type(error).__name__}: {str(error)[:120]}); it is "
+                f"damaged: delete it to use {STATE_FILE} (the state after the last epoch) "
+                "instead"
+            ) from None
     else:
         dataset = load_run_dataset(config)
         model = build_model(config, dataset)
@@ -191,7 +223,10 @@ def evaluate_run(model_dir: str, dataset: str | None = None) -> dict:
 
 
 def predict_files(
-    model_dir: str, inputs: Sequence[str], top_k: int = 1
+    model_dir: str,
+    inputs: Sequence[str],
+    top_k: int = 1,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[list[dict], list[str]]:
     """The teacher's top_k classes and probabilities for each image file (resized to
     the run's image size, converted to its channels). Returns (rows, problems): a
@@ -205,7 +240,7 @@ def predict_files(
     images, kept, problems = [], [], []
     for path in files:
         try:
-            images.append(read_image(path, mode, (height, width)))
+            images.append(read_image(path, mode, (height, width), max_pixels))
             kept.append(path)
         except UserInputError as error:
             problems.append(str(error))
@@ -237,9 +272,11 @@ def inference_model(trained: TrainedRun) -> keras.Model:
     return keras.Model(inputs, outputs, name="lcmt_teacher")
 
 
-def export_run(model_dir: str, export_format: str, output: str) -> str:
+def export_run(model_dir: str, export_format: str, output: str, overwrite: bool = False) -> str:
     """Writes the teacher as a TensorFlow SavedModel (a `serve` function) or an ONNX
-    file at `output`; both take uint8 images and return class probabilities."""
+    file at `output`; both take uint8 images and return class probabilities. An
+    existing `output` is refused, or with `overwrite` replaced once the new export has
+    been written beside it. Returns the path of the class names file written beside it."""
     if export_format not in EXPORT_FORMATS:
         raise UserInputError(f"--format must be savedmodel or onnx, not {export_format!r}")
     if keras.backend.backend() != "tensorflow":
@@ -258,7 +295,18 @@ def export_run(model_dir: str, export_format: str, output: str) -> str:
     exported = inference_model(trained)
     exported(np.zeros((1, *trained.image_shape), np.uint8))  # the ONNX exporter needs a call
     keras_format = "tf_saved_model" if export_format == "savedmodel" else "onnx"
-    exported.export(output, format=keras_format, verbose=False)
+    check_output_path(
+        output, "--output", directory=export_format == "savedmodel", overwrite=overwrite
+    )
+    # Written beside the target first, so that a failed export leaves the old one.
+    base, extension = os.path.splitext(output.rstrip(os.sep))
+    temporary = f"{base}.exporting{extension}"
+    if os.path.isdir(temporary):  # left by an export that was killed
+        shutil.rmtree(temporary)
+    exported.export(temporary, format=keras_format, verbose=False)
+    if os.path.isdir(output):
+        shutil.rmtree(output)
+    os.replace(temporary, output)
     classes_path = (
         os.path.join(output, "class_names.json")
         if export_format == "savedmodel"
@@ -274,4 +322,5 @@ def export_run(model_dir: str, export_format: str, output: str) -> str:
         "software": software(),
     }
     atomic_write_json(classes_path.replace("class_names.json", "provenance.json"), provenance)
+    write_run_model_card(model_dir, classes_path.replace("class_names.json", "README.md"))
     return classes_path

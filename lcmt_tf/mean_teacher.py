@@ -293,6 +293,26 @@ class MeanTeacher(BackendSteps, keras.Model):
             "teacher_accuracy": self.teacher_accuracy.result(),
         }
 
+    def fit(self, x=None, y=None, **kwargs):
+        """`keras.Model.fit`. For batches that serve one epoch at a time
+        (`SemiSupervisedBatches`, which have an `epoch_callback`), fit adds that
+        callback when `callbacks` lacks it, so every epoch (from `initial_epoch` on, as
+        when resuming) gets its own seeded order, and leaves `shuffle` off: the order is
+        already shuffled, reproducibly. `shuffle=True` passed for them is refused."""
+        if hasattr(x, "epoch_callback"):
+            if kwargs.get("shuffle") is True:
+                raise ValueError(
+                    "SemiSupervisedBatches order every epoch by their seed: leave `shuffle` "
+                    "out (or pass shuffle=False); Keras' shuffle would reorder the steps "
+                    "with Python's global random state"
+                )
+            kwargs["shuffle"] = False
+            callbacks = list(kwargs.get("callbacks") or [])
+            if not any(getattr(callback, "batches", None) is x for callback in callbacks):
+                callbacks.insert(0, x.epoch_callback())
+            kwargs["callbacks"] = callbacks
+        return super().fit(x, y, **kwargs)
+
     def call(self, images, training=False):
         """The teacher's logits for raw images (uint8 or float in [0, 255])."""
         _, logits = self.teacher(self.augmentation(images, training=False), training=training)

@@ -38,6 +38,7 @@ from lcmt_tf.run_dir.checkpoint import load_training_state
 from lcmt_tf.run_dir.fork import copy_history, fork_state_path
 from lcmt_tf.run_dir.layout import CONFIG_FILE, HISTORY_FILE, STATE_FILE
 from lcmt_tf.run_dir.lifecycle import check_run_directory, start_run_directory, write_final_files
+from lcmt_tf.run_dir.lock import holding
 from lcmt_tf.sanity import check_loss_terms
 from lcmt_tf.steps import SUPPORTED_BACKENDS
 
@@ -56,8 +57,14 @@ def run(config: TrainConfig) -> dict[str, Any]:
             f"KERAS_BACKEND={keras.backend.backend()}: lcmt_tf trains on the "
             f"{' and '.join(SUPPORTED_BACKENDS)} backends"
         )
-    resuming = check_run_directory(config)
+    check_run_directory(config)  # the mistakes a user can fix, before anything starts
     distribution = start_distribution(config)  # before the data starts a runtime
+    # One owner at a time: the chief holds the directory's lock until the run ends.
+    with holding(config.model_dir, distribution.is_chief):
+        return _train(config, distribution, resuming=check_run_directory(config))
+
+
+def _train(config: TrainConfig, distribution: Distribution, resuming: bool) -> dict[str, Any]:
     dataset, labeled, unlabeled, batches = load_training_data(config, distribution.process_share)
     test_batches = evaluation_batches(dataset, distribution)
     own_state = os.path.join(config.model_dir, STATE_FILE)

@@ -16,7 +16,9 @@ defines its absl flags when it runs, not when it is imported.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -24,6 +26,39 @@ from absl import app, flags
 
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.flagfiles import parse_flag_args
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; `exit_status` is 128 + the signal's number."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_name = signal.Signals(signal_number).name
+        self.signal_number = signal_number
+        self.exit_status = 128 + signal_number
+
+
+@contextlib.contextmanager
+def signals_as_interrupts():
+    """Inside the block, SIGINT and SIGTERM raise Interrupted in the main thread (as
+    Ctrl-C raises KeyboardInterrupt), so a command stops the same way for both; a
+    second signal while stopping is ignored."""
+
+    def interrupt(number, frame):
+        for name in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(name, signal.SIG_IGN)
+        raise Interrupted(number)
+
+    previous = {name: signal.signal(name, interrupt) for name in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except KeyboardInterrupt as error:
+        if isinstance(error, Interrupted):
+            raise
+        raise Interrupted(signal.SIGINT) from None
+    finally:
+        for name, handler in previous.items():
+            signal.signal(name, handler)
 
 
 def program() -> str:

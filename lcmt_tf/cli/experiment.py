@@ -97,7 +97,17 @@ def train_and_write(runs, write) -> None:
     if FLAGS.plan:
         print_plan(runner.plan(runs, measure=runner.measure_epoch_seconds))
         return
-    outcomes = runner.execute(runs, FLAGS.parallel)
+    try:
+        with cli.signals_as_interrupts():
+            outcomes = runner.execute(runs, FLAGS.parallel)
+    except cli.Interrupted as stop:
+        print(
+            f"{cli.program()}: stopped by {stop.signal_name}; the runs it had started stopped "
+            "after their last completed epoch and no new run started; rerun the same command "
+            "to continue",
+            file=sys.stderr,
+        )
+        sys.exit(stop.exit_status)
     write()
     if any(outcomes.values()):
         sys.exit(1)

@@ -21,6 +21,7 @@ def define_flags() -> None:
     flags.DEFINE_string("model_dir", None, "run directory (model.keras or training_state.npz)")
     flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "onnx"], "what to write")
     flags.DEFINE_string("output", None, "SavedModel directory or .onnx file to write")
+    flags.DEFINE_boolean("overwrite", False, "replace an existing --output")
 
 
 FLAGS = flags.FLAGS
@@ -30,9 +31,13 @@ def export(argv: list[str]) -> None:
     cli.check_run_arguments(argv, FLAGS.model_dir, "export")
     if not FLAGS.output:
         cli.fail("--output is required: the SavedModel directory or .onnx file to write")
+    from lcmt_tf.files import check_output_path
+
+    directory = FLAGS.format == "savedmodel"
+    check_output_path(FLAGS.output, "--output", directory=directory, overwrite=FLAGS.overwrite)
     from lcmt_tf.inference import export_run
 
-    classes = export_run(FLAGS.model_dir, FLAGS.format, FLAGS.output)
+    classes = export_run(FLAGS.model_dir, FLAGS.format, FLAGS.output, FLAGS.overwrite)
     print(f"exported the teacher ({FLAGS.format}) to {FLAGS.output}; class names: {classes}")
 
 

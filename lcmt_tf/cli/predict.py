@@ -23,6 +23,11 @@ def define_flags() -> None:
     flags.DEFINE_list("images", [], "image files and/or folders (searched recursively)")
     flags.DEFINE_string("output", "predictions.csv", "CSV file to write")
     flags.DEFINE_integer("top_k", 1, "classes per image, most probable first")
+    flags.DEFINE_integer(
+        "max_image_pixels",
+        89_478_485,
+        "skip an image with more pixels than this, before decoding it (PIL's limit)",
+    )
 
 
 FLAGS = flags.FLAGS
@@ -33,12 +38,15 @@ def predict(argv: list[str]) -> None:
     if not FLAGS.images:
         cli.fail("--images is required: image files or folders, comma-separated")
     from lcmt_tf.data.folders import image_inputs
+    from lcmt_tf.files import atomic_write_csv, check_output_path
 
     image_inputs(FLAGS.images)  # before a backend starts
-    from lcmt_tf.files import atomic_write_csv
+    check_output_path(FLAGS.output, "--output")
     from lcmt_tf.inference import predict_files
 
-    rows, problems = predict_files(FLAGS.model_dir, FLAGS.images, FLAGS.top_k)
+    rows, problems = predict_files(
+        FLAGS.model_dir, FLAGS.images, FLAGS.top_k, FLAGS.max_image_pixels
+    )
     for problem in problems:
         print(f"{cli.program()}: skipped: {problem}", file=sys.stderr)
     columns = ["path"] + [

@@ -7,7 +7,8 @@
 Every flag is a field of lcmt_tf.config.TrainConfig, where its help text lives;
 `--helpfull` lists them. --flagfile takes a file or an installed setting's name
 (lcmt_tf.flagfiles). Mistakes in flags, data or paths end with one line on stderr and
-exit status 2; a run stopped by a NaN loss or a collapse exits 1; Ctrl-C exits 130.
+exit status 2; a run stopped by a NaN loss or a collapse exits 1. Ctrl-C (SIGINT) and
+SIGTERM (how clusters preempt) stop it after saying how to resume: exit 130 and 143.
 """
 
 from __future__ import annotations
@@ -47,16 +48,17 @@ def train(argv: list[str]) -> None:
             print(f"{cli.program()}: problem: {problem}", file=sys.stderr)
         sys.exit(2 if problems else 0)
     try:
-        from lcmt_tf.train import run
+        with cli.signals_as_interrupts():
+            from lcmt_tf.train import run
 
-        results = run(config)
-    except KeyboardInterrupt:
+            results = run(config)
+    except cli.Interrupted as stop:
         print(
-            f"{cli.program()}: interrupted; rerun the same command to resume from the last "
-            f"completed epoch in {config.model_dir}",
+            f"{cli.program()}: stopped by {stop.signal_name}; rerun the same command to resume "
+            f"from the last completed epoch in {config.model_dir}",
             file=sys.stderr,
         )
-        sys.exit(130)
+        sys.exit(stop.exit_status)
     logging.info("results: %s", os.path.join(config.model_dir, "results.json"))
     if results["teacher_test_error"] is None:
         errors = "no test error: no good state to evaluate"

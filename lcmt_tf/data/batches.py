@@ -33,9 +33,12 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
     (remainder dropped). The labeled images are an endless stream of seeded
     reshuffles of the labeled set, cycled across epochs.
 
-    Keras does not tell a PyDataset which epoch it serves, so pass the
-    `epoch_callback()` to fit (it sets `epoch` at the start of every epoch) and fit
-    with shuffle=False (the order is already shuffled here, reproducibly).
+    Keras does not tell a PyDataset which epoch it serves: `MeanTeacher.fit` adds the
+    `epoch_callback()` (it sets `epoch` at the start of every epoch, before the other
+    callbacks) and leaves Keras' shuffle off (the order is already shuffled here,
+    reproducibly). With another model, pass both yourself. PyDataset's own
+    `on_epoch_begin` hook is not enough: it runs after the callbacks' `on_epoch_begin`
+    (which measure on this epoch's batches) and is not told the epoch number.
     """
 
     def __init__(
@@ -105,13 +108,16 @@ class SemiSupervisedBatches(keras.utils.PyDataset):
 
     def epoch_callback(self) -> keras.callbacks.Callback:
         """A callback that keeps `epoch` equal to fit's epoch, also when resuming."""
-        batches = self
+        return _SyncEpoch(self)
 
-        class SyncEpoch(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                batches.epoch = epoch
 
-        return SyncEpoch()
+class _SyncEpoch(keras.callbacks.Callback):
+    def __init__(self, batches: SemiSupervisedBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
 
 
 class GlobalBatches:

@@ -21,6 +21,7 @@ import collections
 import hashlib
 import logging
 import os
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,7 +32,11 @@ from lcmt_tf.files import atomic_write
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CACHE_VERSION = 1
 # PIL modes, by the mode an image becomes: grayscale ("L") or colour ("RGB").
-GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grayscale, as PIL reads it
+# Images above this many pixels are refused before they are decoded (PIL's own limit for
+# decompression bombs): --max_image_pixels.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 
 
 def default_cache_dir() -> str:
@@ -144,29 +149,61 @@ def target_mode(paths: list[str]) -> str:
     return mode
 
 
-def read_image(path: str, mode: str, image_size: tuple[int, int] | None = None) -> np.ndarray:
+def read_image(
+    path: str,
+    mode: str,
+    image_size: tuple[int, int] | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> np.ndarray:
     """(H, W, C) uint8 array of one image file, converted to `mode`, resized to
-    `image_size` (H, W) if given. A file that cannot be decoded is a UserInputError."""
+    `image_size` (H, W) if given. 16-bit grayscale is scaled to 8 bits (65535 -> 255),
+    not clipped. A file that cannot be decoded, or larger than `max_pixels` (checked
+    from its header, before decoding), is a UserInputError."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image.load()
+        with warnings.catch_warnings():  # the size is checked below, against our own limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as image:
+            if image.width * image.height > max_pixels:
+                raise UserInputError(
+                    f"image {path} is {image.width}x{image.height} = "
+                    f"{image.width * image.height:,} pixels, over the limit of {max_pixels:,} "
+                    "(--max_image_pixels); resize it, or raise the limit if you trust it"
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image.load()
+            if image.mode in HIGH_BIT_DEPTH_MODES:
+                values = np.asarray(image, dtype=np.float64)
+                image = Image.fromarray(np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8))
             image = image.convert(mode)
             if image_size is not None and image.size != (image_size[1], image_size[0]):
                 image = image.resize((image_size[1], image_size[0]), Image.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+    except (
+        OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError
+    ) as error:  # fmt: skip
+        if isinstance(error, UserInputError):
+            raise
         raise unreadable(path, error) from None
     return array[..., None] if array.ndim == 2 else array
 
 
-def decode(entries: list[tuple[str, int]], mode: str, image_size) -> tuple[np.ndarray, np.ndarray]:
+def decode(
+    entries: list[tuple[str, int]],
+    mode: str,
+    image_size,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Stacked images and labels of `entries`; images of different sizes are refused
     when no `image_size` is given."""
     images, first = [], None
     for path, _ in entries:
-        image = read_image(path, mode, image_size)
+        image = read_image(path, mode, image_size, max_pixels)
         if first is None:
             first = (image.shape, path)
         elif image.shape != first[0]:
@@ -179,7 +216,12 @@ def decode(entries: list[tuple[str, int]], mode: str, image_size) -> tuple[np.nd
     return np.stack(images), labels
 
 
-def load_folder(root: str, image_size: tuple[int, int] | None = None, cache_dir: str | None = ""):
+def load_folder(
+    root: str,
+    image_size: tuple[int, int] | None = None,
+    cache_dir: str | None = "",
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+):
     """(x_train, y_train, x_test, y_test, x_unlabeled, class_names) of `folder:ROOT`;
     x_test and y_test are None without a test/ folder, x_unlabeled is (0, H, W, C)
     without an unlabeled/ folder. cache_dir: "" = the user cache directory, None =
@@ -192,16 +234,25 @@ def load_folder(root: str, image_size: tuple[int, int] | None = None, cache_dir:
     if cache_dir is not None:
         cache_path = os.path.join(cache_dir, f"{cache_key(root, listing, image_size)}.npz")
         if os.path.isfile(cache_path):
-            with np.load(cache_path) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-            logging.info("Read the decoded images of %s from %s.", root, cache_path)
-            return _unpack(arrays, class_names)
+            try:
+                with np.load(cache_path) as archive:
+                    arrays = {key: archive[key] for key in archive.files}
+                logging.info("Read the decoded images of %s from %s.", root, cache_path)
+                return _unpack(arrays, class_names)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                # A cache is a cache: decode the folder again, and replace it.
+                logging.warning(
+                    "The decoded-image cache %s is damaged (%s): decoding %s again.",
+                    cache_path, error, root,
+                )  # fmt: skip
     splits = [split for split in ("train", "test", "unlabeled") if split in listing]
     mode = target_mode([path for split in splits for path, _ in listing[split]])
     arrays = {}
     shapes = {}
     for split in splits:
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = decode(listing[split], mode, image_size)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = decode(
+            listing[split], mode, image_size, max_pixels
+        )
         shapes[split] = arrays[f"x_{split}"].shape[1:]
     if len(set(shapes.values())) > 1:
         shown = ", ".join(f"{split} {shape}" for split, shape in shapes.items())

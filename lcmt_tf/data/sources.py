@@ -80,9 +80,11 @@ def load_dataset(
     download: bool = False,
     image_size: tuple[int, int] | None = None,
     cache_dir: str | None = "",
+    max_image_pixels: int | None = None,
 ) -> ImageDataset:
     """Loads and validates the source named by `dataset` (see the module docstring).
-    `image_size` and `cache_dir` apply to folders (lcmt_tf.data.folders.load_folder)."""
+    `image_size`, `cache_dir` and `max_image_pixels` apply to folders
+    (lcmt_tf.data.folders.load_folder)."""
     kind = source_kind(dataset)
     if kind == "tfds":
         *arrays, names = _load_tfds(TFDS_NAMES[dataset], data_dir, download)
@@ -96,9 +98,12 @@ def load_dataset(
         *arrays, names = _load_npz(path)
         validated = _validated(dataset, *arrays)
         return dataclasses.replace(validated, class_names=names) if names else validated
-    from lcmt_tf.data.folders import load_folder
 
-    x_train, y_train, x_test, y_test, x_unlabeled, names = load_folder(path, image_size, cache_dir)
+    from lcmt_tf.data.folders import DEFAULT_MAX_IMAGE_PIXELS, load_folder
+
+    x_train, y_train, x_test, y_test, x_unlabeled, names = load_folder(
+        path, image_size, cache_dir, max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
+    )
     if x_test is None:  # no test/: only a validation split can evaluate this run
         x_test, y_test = np.zeros((0, *x_train.shape[1:]), np.uint8), np.zeros(0, np.int32)
     validated = _validated(dataset, x_train, y_train, x_test, y_test, len(names))

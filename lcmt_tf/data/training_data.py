@@ -22,6 +22,7 @@ def load_run_dataset(config: TrainConfig) -> ImageDataset:
         config.download,
         image_size=config.image_size_pair(),
         cache_dir=config.cache_directory(),
+        max_image_pixels=config.max_image_pixels,
     )
     if not config.validation_fraction:
         return dataset

@@ -17,8 +17,10 @@ import concurrent.futures
 import csv
 import dataclasses
 import json
+import logging
 import math
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -35,6 +37,9 @@ from lcmt_tf.run_dir.layout import HISTORY_FILE, RESULTS_FILE, STATE_FILE, saved
 METHODS = ("supervised", "mt", "mtlc")
 METHOD_NAMES = {"supervised": "supervised only", "mt": "Mean Teacher", "mtlc": "MT + LC"}
 FLAG_FILE_SUFFIX = {"supervised": "_supervised", "mt": "_mt", "mtlc": ""}
+
+
+MAX_SEEDS = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +61,15 @@ def parse_seeds(text: str) -> list[int]:
     try:
         for part in filter(None, (part.strip() for part in text.split(","))):
             first, _, last = part.partition("-")
+            count = int(last or first) - int(first) + 1
+            if len(seeds) + count > MAX_SEEDS:
+                raise UserInputError(
+                    f"--seeds={text!r} names more than {MAX_SEEDS} seeds: a run each is "
+                    "more than an experiment can hold"
+                )
             seeds += range(int(first), int(last or first) + 1)
+    except UserInputError:
+        raise
     except ValueError:
         seeds = []
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -123,11 +136,16 @@ def resolve(args: Sequence[str]) -> dict:
 
 
 def read_results(model_dir: str) -> dict | None:
-    """A run's results.json, or None if it has none (yet)."""
+    """A run's results.json, or None if it has none (yet), or a damaged one (with a
+    warning: rerunning the run, which resumes at its end, writes it again)."""
+    path = os.path.join(model_dir, RESULTS_FILE)
     try:
-        with open(os.path.join(model_dir, RESULTS_FILE)) as file:
+        with open(path) as file:
             return json.load(file)
-    except (OSError, ValueError):
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        logging.warning("%s cannot be read (%s): the run counts as unfinished", path, error)
         return None
 
 
@@ -193,10 +211,17 @@ def execute(
 ) -> dict[str, int]:
     """Runs what is not finished, `parallel` at a time, each as a subprocess whose
     output goes to MODEL_DIR.log; a forked run waits for its source. Returns each
-    run's exit status (0 for a run that was already finished)."""
+    run's exit status (0 for a run that was already finished).
+
+    A KeyboardInterrupt in this thread (Ctrl-C, or SIGTERM turned into one by the
+    command) is passed on to every run that is training (as the same signal: each
+    stops after its last completed epoch), no new run starts, and once every run has
+    ended the interrupt is raised again: no process outlives the call."""
     outcomes: dict[str, int] = {}
     done = {run.model_dir: threading.Event() for run in runs}
     lock = threading.Lock()
+    running: dict[str, subprocess.Popen] = {}
+    stopping = threading.Event()
 
     def one(run: Run) -> None:
         code = 1
@@ -213,30 +238,47 @@ def execute(
             with lock:
                 failed = outcomes.get(run.after) != 0
             if failed:
-                report(f"skip   {run.model_dir}: the run it forks from did not finish")
+                if not stopping.is_set():
+                    report(f"skip   {run.model_dir}: the run it forks from did not finish")
                 return 1
         state = status(run)
         if state in ("finished", "stopped"):
             report(f"done   {run.model_dir} ({state} earlier)")
             return 0 if state == "finished" else 1
-        os.makedirs(os.path.dirname(run.model_dir), exist_ok=True)
-        report(f"{'resume' if state == 'unfinished' else 'start '} {run.model_dir}")
-        with open(f"{run.model_dir}.log", "a") as log:
-            code = subprocess.call(
+        os.makedirs(os.path.dirname(run.model_dir) or ".", exist_ok=True)
+        with open(f"{run.model_dir}.log", "a") as log, lock:
+            if stopping.is_set():
+                return 1
+            report(f"{'resume' if state == 'unfinished' else 'start '} {run.model_dir}")
+            process = subprocess.Popen(
                 [*TRAIN_COMMAND, *run.args],
                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        outcome = "end   " if code == 0 else "FAILED"
+            running[run.model_dir] = process
+        code = process.wait()
+        with lock:
+            running.pop(run.model_dir, None)
+        outcome = "end   " if code == 0 else "STOP  " if stopping.is_set() else "FAILED"
         report(f"{outcome} {run.model_dir} (exit {code}, log: {run.model_dir}.log)")
         return code
 
     # Mean Teacher runs are queued first, so a waiting fork never holds the worker its
     # source needs.
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        for future in [pool.submit(one, run) for run in runs]:
-            future.result()
+        futures = [pool.submit(one, run) for run in runs]
+        try:
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt as interrupt:
+            stopping.set()
+            number = getattr(interrupt, "signal_number", signal.SIGINT)
+            with lock:
+                for process in running.values():
+                    process.send_signal(number)
+            concurrent.futures.wait(futures)
+            raise
     return outcomes
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import zipfile
 
 import keras
 import numpy as np
 
+from lcmt_tf.errors import UserInputError
 from lcmt_tf.files import atomic_write
-from lcmt_tf.run_dir.layout import snapshot_path
+from lcmt_tf.run_dir.layout import saved_epoch, snapshot_path, snapshot_paths
 
 
 def _state_variables(model: keras.Model) -> list:
@@ -58,10 +60,33 @@ def load_training_state(model: keras.Model, path: str, callbacks=()) -> int:
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     variables = _state_variables(model)
+    try:
+        return _restore(model, path, variables, callbacks)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise UserInputError(
+            f"cannot read the training state {path} ({error}); {_advice(path)}"
+        ) from None
+
+
+def _advice(path: str) -> str:
+    """What to do about a damaged training state: its last good copy, if one exists."""
+    model_dir = os.path.dirname(path)
+    good = [(saved_epoch(snapshot), snapshot) for snapshot in snapshot_paths(model_dir)]
+    good = [(epoch, snapshot) for epoch, snapshot in good if epoch is not None and snapshot != path]
+    if good:
+        epoch, snapshot = max(good)
+        return (
+            f"the last good copy is {snapshot} (after epoch {epoch}): copy it over {path} "
+            "and rerun to resume from there, or use --overwrite to start anew"
+        )
+    return "no other copy exists: use --overwrite to start anew (the old files move aside)"
+
+
+def _restore(model, path: str, variables, callbacks) -> int:
     with np.load(path) as archive:
         saved = sum(1 for key in archive.files if key.startswith("v"))
         if saved != len(variables):
-            raise ValueError(f"{path} holds {saved} variables, the model has {len(variables)}")
+            raise ValueError(f"it holds {saved} variables, the model has {len(variables)}")
         for index, variable in enumerate(variables):
             variable.assign(archive[f"v{index:05d}"])
         for callback in _stateful(callbacks):

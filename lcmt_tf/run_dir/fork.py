@@ -18,6 +18,7 @@ import shutil
 from lcmt_tf.config import RESUMABLE_DIFFERENCES, TrainConfig
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.run_dir.layout import saved_epoch, snapshot_path
+from lcmt_tf.run_dir.lock import check_not_in_use
 
 # Settings that do not act before the fork point (or not on training at all).
 MAY_DIFFER_AFTER_FORK = (
@@ -48,6 +49,7 @@ def fork_state_path(config: TrainConfig, config_file: str, state_file: str) -> s
     except (OSError, ValueError, TypeError) as error:
         raise UserInputError(f"cannot read {source_config_path} ({error})") from None
     check_fork(config, source)
+    check_not_in_use(source_dir, "fork from")
     for path in (snapshot_path(source_dir, epoch), os.path.join(source_dir, state_file)):
         if saved_epoch(path) == epoch:
             return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -23,6 +24,7 @@ RESULTS_FILE = "results.json"
 MODEL_FILE = "model.keras"
 TENSORBOARD_DIR = "tensorboard"
 HISTORY_FILE = "history.csv"
+MODEL_CARD_FILE = "README.md"
 RUN_FILES = (
     CONFIG_FILE,
     INDICES_FILE,
@@ -31,6 +33,7 @@ RUN_FILES = (
     RESULTS_FILE,
     MODEL_FILE,
     HISTORY_FILE,
+    MODEL_CARD_FILE,
 )
 
 
@@ -39,8 +42,8 @@ def saved_epoch(path: str) -> int | None:
     try:
         with np.load(path) as archive:
             return int(archive["next_epoch"])
-    except (OSError, KeyError, ValueError):
-        return None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return None  # none, or damaged: not a state to continue from
 
 
 SNAPSHOT_FILE = "training_state_epoch{}.npz"

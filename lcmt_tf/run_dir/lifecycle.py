@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
+import time
 from typing import Any
 
 from lcmt_tf.config import RESUMABLE_DIFFERENCES, TrainConfig
@@ -22,12 +22,14 @@ from lcmt_tf.run_dir.layout import (
     CONFIG_FILE,
     DATASET_FILE,
     INDICES_FILE,
+    MODEL_CARD_FILE,
     MODEL_FILE,
     RESULTS_FILE,
     RUN_FILES,
     TENSORBOARD_DIR,
     snapshot_paths,
 )
+from lcmt_tf.run_dir.model_card import write_model_card
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +55,16 @@ def check_run_directory(config: TrainConfig) -> bool:
             f"--model_dir={model_dir} is not writable ({error.strerror}); choose another directory"
         ) from None
     config_path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(config_path) or config.overwrite:
+    if config.overwrite:
+        return False
+    if not os.path.exists(config_path):
+        found = run_files_in(model_dir)
+        if found:
+            raise UserInputError(
+                f"--model_dir={model_dir} holds a run's files ({', '.join(found[:3])}) but no "
+                f"{CONFIG_FILE}, so it cannot be resumed as this run; use another --model_dir, "
+                "or --overwrite to move those files aside"
+            )
         return False
     try:
         with open(config_path) as file:
@@ -79,6 +90,33 @@ def check_run_directory(config: TrainConfig) -> bool:
     return True
 
 
+def run_files_in(model_dir: str) -> list[str]:
+    """The names of the files and folders lcmt_tf writes that `model_dir` holds."""
+    if not os.path.isdir(model_dir):
+        return []
+    names = [*RUN_FILES, TENSORBOARD_DIR]
+    found = [name for name in names if os.path.exists(os.path.join(model_dir, name))]
+    return found + [os.path.basename(path) for path in snapshot_paths(model_dir)]
+
+
+def move_run_aside(model_dir: str) -> str | None:
+    """--overwrite: moves what lcmt_tf wrote in `model_dir` (run_files_in) into a new
+    folder MODEL_DIR/replaced-YYYYmmdd-HHMMSS/, and returns it (None if there was
+    nothing). The user's own files stay where they are; nothing is deleted."""
+    found = run_files_in(model_dir)
+    if not found:
+        return None
+    base = aside = os.path.join(model_dir, time.strftime("replaced-%Y%m%d-%H%M%S"))
+    suffix = 1
+    while os.path.exists(aside):
+        aside, suffix = f"{base}.{suffix}", suffix + 1
+    os.makedirs(aside)
+    for name in found:
+        os.replace(os.path.join(model_dir, name), os.path.join(aside, name))
+    logging.warning("--overwrite: moved the previous run's %s to %s", ", ".join(found), aside)
+    return aside
+
+
 def start_run_directory(
     config: TrainConfig,
     model: MeanTeacher,
@@ -97,11 +135,7 @@ def start_run_directory(
         return load_training_state(model, restore_from, callbacks) if restore_from else 0
     os.makedirs(model_dir, exist_ok=True)
     if config.overwrite:
-        run_files = [os.path.join(model_dir, name) for name in RUN_FILES]
-        for path in [*run_files, *snapshot_paths(model_dir)]:
-            if os.path.exists(path):
-                os.remove(path)
-        shutil.rmtree(os.path.join(model_dir, TENSORBOARD_DIR), ignore_errors=True)
+        move_run_aside(model_dir)
     initial_epoch = 0
     if restore_from:
         initial_epoch = load_training_state(model, restore_from, callbacks)
@@ -135,9 +169,28 @@ def describe_dataset(config: TrainConfig, dataset: ImageDataset) -> dict[str, An
 
 
 def write_final_files(config: TrainConfig, model: MeanTeacher, results: dict[str, Any]) -> None:
-    """Saves the model of a run that ended well (model.keras) and writes results.json."""
+    """Saves the model of a run that ended well (model.keras), writes results.json and
+    the run's model card (README.md)."""
     if results["stop_reason"] is None:
         # Synchronized batch norm is a training setting; the saved model loads anywhere.
         set_batch_norm_synchronized(model, False)
         atomic_write(os.path.join(config.model_dir, MODEL_FILE), model.save)
     atomic_write_json(os.path.join(config.model_dir, RESULTS_FILE), results)
+    write_run_model_card(config.model_dir, os.path.join(config.model_dir, MODEL_CARD_FILE))
+
+
+def write_run_model_card(model_dir: str, path: str) -> bool:
+    """Writes the model card of the run in `model_dir` at `path` (its results.json and
+    dataset.json); False when the run has no results yet."""
+    try:
+        with open(os.path.join(model_dir, RESULTS_FILE)) as file:
+            results = json.load(file)
+        with open(os.path.join(model_dir, DATASET_FILE)) as file:
+            dataset_info = json.load(file)
+    except (OSError, ValueError):
+        return False
+    name = os.path.basename(os.path.normpath(os.path.abspath(model_dir)))
+    write_model_card(
+        path, results, dataset_info, f"lcmt_tf run {name} ({results['config']['dataset']})"
+    )
+    return True
