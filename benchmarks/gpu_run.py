@@ -58,6 +58,10 @@ flags.DEFINE_float(
     "peak_flops", 989e12, "the device's dense bf16 peak FLOP/s (H100/H200 SXM datasheet)"
 )
 flags.DEFINE_float("bench_share", 0.4, "share of the budget the benchmark may use")
+flags.DEFINE_list(
+    "bench_modes", ["mt", "mtlc"], "benchmark modes (mt, mtlc; both give LC overhead)"
+)
+flags.DEFINE_float("bench_reserve_s", 10.0, "benchmark: what each later call keeps of the share")
 flags.DEFINE_float("scale", 0.0, "schedule scale of the paired run (0: fit the time left)")
 flags.DEFINE_float("overhead_s", 90.0, "paired run: start-up, data and compilation allowance")
 flags.DEFINE_list("train_args", [], "more train flags for both runs, e.g. --num_labels=100")
@@ -164,13 +168,16 @@ def benchmarks(record: Record, budget: Budget, scratch: str) -> list[dict]:
     stage = Budget(budget.left() * FLAGS.bench_share)
     results, records = [], []
     for position, (steps_per_execution, source) in enumerate(calls):
-        share = stage.left() / (len(calls) - position)  # what one call leaves, the next has
+        # A call may use what is left but a reserve for each later one (the first call
+        # compiles; later ones can hit the compilation cache).
+        share = max(stage.left() - (len(calls) - position - 1) * FLAGS.bench_reserve_s, 1.0)
         output = os.path.join(scratch, f"bench_{steps_per_execution}_{source}.json")
         steps = max(FLAGS.bench_steps // steps_per_execution, 1) * steps_per_execution
         command = [
             sys.executable, "-m", "lcmt_tf.cli.benchmark", "--backend=jax",
             f"--mixed_precision={FLAGS.mixed_precision}", "--model=conv_large",
-            f"--width={FLAGS.width}", "--modes=mt,mtlc", f"--inputs={source}",
+            f"--width={FLAGS.width}", f"--modes={','.join(FLAGS.bench_modes)}",
+            f"--inputs={source}",
             f"--steps_per_execution={steps_per_execution}", f"--steps={steps}",
             f"--warmup_steps={max(FLAGS.bench_warmup, steps_per_execution)}",
             f"--repeats={FLAGS.bench_repeats}", f"--peak_flops={FLAGS.peak_flops}",

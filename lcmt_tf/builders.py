@@ -27,6 +27,7 @@ from lcmt_tf.distribute import Distribution, set_batch_norm_synchronized
 from lcmt_tf.mean_teacher import MeanTeacher
 from lcmt_tf.models import model_spec
 from lcmt_tf.models.convnet_wn import initialize_from_data
+from lcmt_tf.models.pretrained import copy_weights, source_model
 from lcmt_tf.optimizers import CoupledWeightDecaySGD
 from lcmt_tf.run_dir.checkpoint import ResumeCheckpoint
 from lcmt_tf.run_dir.layout import HISTORY_FILE, STATE_FILE, TENSORBOARD_DIR
@@ -66,14 +67,26 @@ def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
 def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) -> MeanTeacher:
     """The compiled MeanTeacher for this configuration and data.
 
-    With `init_images` (raw training images), networks with data-dependent
-    initialization (conv_large_wn) are initialized from them, normalized and not
-    augmented, before the teacher is copied from the student. λ1 and λ2 start at 0;
-    the schedule callbacks set them every epoch.
+    With `init_images` (raw training images: a run that starts, not one restored),
+    the student starts from --init_from's weights if given, else networks with
+    data-dependent initialization (conv_large_wn) are initialized from the images,
+    normalized and not augmented; then the teacher is copied from the student. λ1 and
+    λ2 start at 0; the schedule callbacks set them every epoch.
     """
-    student = model_spec(config.model).build(
-        num_classes=dataset.num_classes, input_shape=dataset.image_shape, width=config.width
-    )
+    spec = model_spec(config.model)
+
+    def build_student():
+        return spec.build(
+            num_classes=dataset.num_classes, input_shape=dataset.image_shape, width=config.width
+        )
+
+    student = build_student()
+    pretrained = bool(config.init_from) and init_images is not None
+    if pretrained:
+        copied = copy_weights(
+            source_model(config.init_from, build_student), student, config.init_from
+        )
+        logging.info("Started the student from %s (%d layers).", config.init_from, copied)
     if config.sync_batchnorm and keras.backend.backend() == "tensorflow":
         set_batch_norm_synchronized(student, True)  # before the teacher is cloned from it
     mean, std = dataset.channel_mean_std()
@@ -86,7 +99,7 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
         seed=config.seed,
         translate_padding=config.translate_padding,
     )
-    if init_images is not None:
+    if init_images is not None and not pretrained:
         initialize_from_data(student, augmentation(init_images, training=False))
     model = MeanTeacher(
         student,

@@ -103,6 +103,11 @@ class TrainConfig:
         f"network: {', '.join(MODELS)}, or keras_applications:NAME (a keras.applications "
         "backbone without weights, e.g. keras_applications:ResNet50V2)",
     )
+    init_from: str = setting(
+        "",
+        "start the student (and the teacher) from pretrained weights: a run directory's "
+        "final student, a .keras model or a .weights.h5 file, matched layer by layer",
+    )
     width: float = setting(
         1.0,
         "channel-count multiplier of the network (conv_large_wn below 1: scale --lr by "

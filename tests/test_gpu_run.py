@@ -47,7 +47,8 @@ def test_gpu_run_measures_then_trains_the_forked_pair_within_its_budget(tmp_path
         [
             sys.executable, os.path.join(ROOT, "benchmarks", "gpu_run.py"), f"--out={out}",
             f"--budget_s={BUDGET_S}", "--width=0.25", f"--dataset=packed:{packed_images}",
-            "--bench_steps=2", "--bench_repeats=1", "--bench_warmup=1", "--bench_share=0.5",
+            "--bench_steps=2", "--bench_repeats=1", "--bench_warmup=1", "--bench_share=0.55",
+            "--bench_modes=mtlc",
             "--scale=0.004", "--overhead_s=0", "--train_args=--num_labels=100",
             f"--runs_dir={tmp_path / 'runs'}", "--mixed_precision=",
         ],

@@ -1,4 +1,6 @@
-"""Crash-safe run state: every file is written to a temporary name and renamed.
+"""Crash-safe run state: every file is written to a temporary name and renamed, every
+variable is stored under its path (its owner and Keras' `variable.path`) with its shape
+and dtype checked on restore, and the callbacks' states under a name per callback.
 
 Keras' BackupAndRestore saves weights and optimizer state, but not the state of the
 random generators (augmentation, dropout), and it writes in place. A resumed run
@@ -11,6 +13,7 @@ written to a temporary name and renamed over the previous one.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import zipfile
 
@@ -21,13 +24,57 @@ from lcmt_tf.errors import UserInputError
 from lcmt_tf.files import atomic_write
 from lcmt_tf.run_dir.layout import saved_epoch, snapshot_path, snapshot_paths
 
-
-def _state_variables(model: keras.Model) -> list:
-    return [*model.variables, *model.optimizer.variables]
+FORMAT_VERSION = 2  # 1: variables by position (v00000...); 2: by path, shape and dtype checked
 
 
-def _callback_key(callback, name: str) -> str:
-    return f"callback/{type(callback).__name__}/{name}"
+def state_variables(model: keras.Model) -> dict[str, object]:
+    """{key: variable} of everything a training state holds: every variable of the
+    model and of its optimizer, keyed by Keras' `variable.path` under the part that
+    owns it ("student/", "teacher/", "optimizer/", else "model/": the loss weights,
+    the augmentation's and dropout's seed states). The student and the teacher have
+    the same layer names, hence the prefixes; a path that still repeats gets "#k"."""
+    owners = {}
+    for prefix, part in (("student", "student"), ("teacher", "teacher")):
+        network = getattr(model, part, None)
+        for variable in network.variables if network is not None else ():
+            owners.setdefault(id(variable), prefix)
+    keyed: dict[str, object] = {}
+    for variable in model.variables:
+        path = _stable_path(variable.path, model.name)
+        _add(keyed, f"{owners.get(id(variable), 'model')}/{path}", variable)
+    for variable in model.optimizer.variables:
+        _add(keyed, f"optimizer/{_stable_path(variable.path, model.optimizer.name)}", variable)
+    return keyed
+
+
+def _stable_path(path: str, owner_name: str) -> str:
+    """`variable.path` without what Keras numbers per process: the owning model's or
+    optimizer's own name (mean_teacher_1, sgd_2) and the seed generators' numbers, so
+    that a model built twice in one process has the same keys."""
+    parts = path.split("/")
+    if len(parts) > 1 and parts[0] == owner_name:
+        parts = parts[1:]
+    return "/".join(re.sub(r"^seed_generator_\d+$", "seed_generator", part) for part in parts)
+
+
+def _add(keyed: dict, key: str, variable) -> None:
+    unique, count = key, 1
+    while unique in keyed:
+        unique, count = f"{key}#{count}", count + 1
+    keyed[unique] = variable
+
+
+def _callback_keys(callbacks) -> list[tuple[str, object]]:
+    """(prefix, callback) of the stateful callbacks: "callback/TYPE/" (TYPE#k for a
+    second callback of one type)."""
+    seen: dict[str, int] = {}
+    keyed = []
+    for callback in _stateful(callbacks):
+        name = type(callback).__name__
+        seen[name] = seen.get(name, 0) + 1
+        suffix = "" if seen[name] == 1 else f"#{seen[name] - 1}"
+        keyed.append((f"callback/{name}{suffix}/", callback))
+    return keyed
 
 
 def _stateful(callbacks) -> list:
@@ -36,16 +83,17 @@ def _stateful(callbacks) -> list:
 
 
 def save_training_state(model: keras.Model, path: str, epoch: int, callbacks=()) -> None:
-    """Saves every model and optimizer variable, the next epoch and the state of those
-    `callbacks` that have one (their `get_state()`) to `path` (.npz)."""
+    """Saves every model and optimizer variable (`state_variables`), the next epoch and
+    the state of those `callbacks` that have one (their `get_state()`) to `path`."""
     arrays = {
-        f"v{index:05d}": keras.ops.convert_to_numpy(variable)
-        for index, variable in enumerate(_state_variables(model))
+        f"variable/{key}": keras.ops.convert_to_numpy(variable)
+        for key, variable in state_variables(model).items()
     }
     arrays["next_epoch"] = np.array(epoch)
-    for callback in _stateful(callbacks):
+    arrays["format_version"] = np.array(FORMAT_VERSION)
+    for prefix, callback in _callback_keys(callbacks):
         for name, value in callback.get_state().items():
-            arrays[_callback_key(callback, name)] = np.asarray(value)
+            arrays[prefix + name] = np.asarray(value)
 
     def write(temporary):
         with open(temporary, "wb") as file:
@@ -56,12 +104,15 @@ def save_training_state(model: keras.Model, path: str, epoch: int, callbacks=())
 
 def load_training_state(model: keras.Model, path: str, callbacks=()) -> int:
     """Restores what save_training_state wrote (the callbacks' states through their
-    `set_state()`); returns the epoch to continue at."""
+    `set_state()`); returns the epoch to continue at. A state that does not match the
+    model (a missing or extra variable, another shape or dtype) is refused with one
+    line naming the first mismatch: nothing is restored by position."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    variables = _state_variables(model)
     try:
-        return _restore(model, path, variables, callbacks)
+        return _restore(model, path, callbacks)
+    except UserInputError:
+        raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise UserInputError(
             f"cannot read the training state {path} ({error}); {_advice(path)}"
@@ -82,15 +133,47 @@ def _advice(path: str) -> str:
     return "no other copy exists: use --overwrite to start anew (the old files move aside)"
 
 
-def _restore(model, path: str, variables, callbacks) -> int:
+def _mismatch(path: str, message: str) -> UserInputError:
+    return UserInputError(
+        f"the training state {path} does not match this model: {message}; it was written "
+        "by another network or configuration (resume with the same settings, or use "
+        "--overwrite to start anew)"
+    )
+
+
+def _restore(model, path: str, callbacks) -> int:
     with np.load(path) as archive:
-        saved = sum(1 for key in archive.files if key.startswith("v"))
-        if saved != len(variables):
-            raise ValueError(f"it holds {saved} variables, the model has {len(variables)}")
-        for index, variable in enumerate(variables):
-            variable.assign(archive[f"v{index:05d}"])
-        for callback in _stateful(callbacks):
-            prefix = _callback_key(callback, "")
+        if "format_version" not in archive.files:
+            raise UserInputError(
+                f"{path} is a training state in lcmt_tf's first format (variables by "
+                "position, which a change of Keras or of the model can silently swap): "
+                "resume it with the lcmt_tf version that wrote it, or start anew with "
+                "--overwrite"
+            )
+        version = int(archive["format_version"])
+        if version != FORMAT_VERSION:
+            raise UserInputError(
+                f"{path} is a training state of format {version}; this lcmt_tf reads "
+                f"format {FORMAT_VERSION}: resume it with the version that wrote it"
+            )
+        variables = state_variables(model)
+        saved = {key[len("variable/") :] for key in archive.files if key.startswith("variable/")}
+        for key, variable in variables.items():  # every check before any assignment
+            if key not in saved:
+                raise _mismatch(path, f"it has no {key}")
+            value = archive[f"variable/{key}"]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise _mismatch(
+                    path, f"{key} is {tuple(value.shape)} there, {tuple(variable.shape)} here"
+                )
+            if np.dtype(value.dtype) != np.dtype(keras.backend.standardize_dtype(variable.dtype)):
+                raise _mismatch(path, f"{key} is {value.dtype} there, {variable.dtype} here")
+        extra = sorted(saved - set(variables))
+        if extra:
+            raise _mismatch(path, f"it holds {extra[0]}, which this model does not have")
+        for key, variable in variables.items():
+            variable.assign(archive[f"variable/{key}"])
+        for prefix, callback in _callback_keys(callbacks):
             callback.set_state(
                 {
                     key[len(prefix) :]: archive[key]
