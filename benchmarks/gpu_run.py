@@ -22,7 +22,7 @@ in all, so everything runs on Keras' JAX backend, in this order:
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \
       PYTHONPATH=/tmp/site:$PWD python3 benchmarks/gpu_run.py --out=$OUT \
       --dataset=packed:.data/cifar10_jpeg.npz 2>&1 | tee $OUT/gpu_run.log
-    # the CPU dry run (tests/test_gpu_run.py): --width=0.25 --budget_s=120 and small data
+    # the CPU dry run (tests/test_gpu_run.py): --model=digits_net, a short budget, small data
 
 Only gpu_run.json (and the caller's log) go to OUT: the device tool brings back at most
 8 files. Run directories stay in --runs_dir on the machine.
@@ -43,7 +43,13 @@ from absl import app, flags
 
 flags.DEFINE_string("out", os.environ.get("OUT", "gpu_run_out"), "folder for gpu_run.json")
 flags.DEFINE_float("budget_s", 540.0, "wall time for everything, in seconds")
-flags.DEFINE_float("width", 1.0, "channel multiplier of conv_large (1.0: the paper's network)")
+flags.DEFINE_float("width", 1.0, "channel multiplier of the network (1.0: the paper's)")
+flags.DEFINE_string(
+    "model",
+    "",
+    "network of every stage ('': conv_large in the benchmark, the flag files' conv_large_wn "
+    "in the paired run); the CPU dry run passes a small one",
+)
 flags.DEFINE_string(
     "dataset",
     "folder:../shared/data/cifar10",
@@ -175,7 +181,7 @@ def benchmarks(record: Record, budget: Budget, scratch: str) -> list[dict]:
         steps = max(FLAGS.bench_steps // steps_per_execution, 1) * steps_per_execution
         command = [
             sys.executable, "-m", "lcmt_tf.cli.benchmark", "--backend=jax",
-            f"--mixed_precision={FLAGS.mixed_precision}", "--model=conv_large",
+            f"--mixed_precision={FLAGS.mixed_precision}", f"--model={FLAGS.model or 'conv_large'}",
             f"--width={FLAGS.width}", f"--modes={','.join(FLAGS.bench_modes)}",
             f"--inputs={source}",
             f"--steps_per_execution={steps_per_execution}", f"--steps={steps}",
@@ -287,6 +293,7 @@ def paired_run(record: Record, budget: Budget, records: list[dict], scratch: str
         f"--lr_decay_epochs={schedule['lr_decay_epochs']}",
         f"--consistency_rampup_epochs={schedule['consistency_rampup_epochs']}",
         f"--eval_every={max(1, schedule['mt_epochs'] // 10)}", *FLAGS.train_args,
+        *([f"--model={FLAGS.model}"] if FLAGS.model else []),
     ]  # fmt: skip
     train = [sys.executable, "-m", "lcmt_tf.cli.train"]
     mt = [
@@ -345,7 +352,7 @@ def main(argv: list[str]) -> None:
     scratch = tempfile.mkdtemp(prefix="gpu_run_")
     record = Record(os.path.join(FLAGS.out, "gpu_run.json"))
     record.value["settings"] = {name: FLAGS[name].value for name in FLAGS if name in {
-        "budget_s", "width", "dataset", "mixed_precision", "bench_steps", "bench_repeats",
+        "budget_s", "width", "model", "dataset", "mixed_precision", "bench_steps", "bench_repeats",
         "peak_flops", "scale", "train_args"}}  # fmt: skip
     record.set("environment", environment())
     records = benchmarks(record, budget, scratch)

@@ -1,6 +1,7 @@
-"""benchmarks/gpu_run.py, the prepared GPU session, as a CPU dry run: conv_large at
-width 0.25, a 2-minute budget and a small generated image folder in place of CIFAR-10,
-so that the script cannot rot between the sessions that are lent a GPU."""
+"""benchmarks/gpu_run.py, the prepared GPU session, as a CPU dry run: every stage with
+the small digits_net in place of conv_large, a short budget and a small generated image
+folder in place of CIFAR-10, so that the script cannot rot between the sessions that
+are lent a GPU."""
 
 import json
 import os
@@ -46,7 +47,8 @@ def test_gpu_run_measures_then_trains_the_forked_pair_within_its_budget(tmp_path
     completed = subprocess.run(
         [
             sys.executable, os.path.join(ROOT, "benchmarks", "gpu_run.py"), f"--out={out}",
-            f"--budget_s={BUDGET_S}", "--width=0.25", f"--dataset=packed:{packed_images}",
+            f"--budget_s={BUDGET_S}", "--width=0.25", "--model=digits_net",
+            f"--dataset=packed:{packed_images}",
             "--bench_steps=2", "--bench_repeats=1", "--bench_warmup=1", "--bench_share=0.55",
             "--bench_modes=mtlc",
             "--scale=0.004", "--overhead_s=0", "--train_args=--num_labels=100",

@@ -260,6 +260,23 @@ def test_two_trainings_in_one_directory_and_sigterm(tmp_path):
     RunDirectoryLock(str(model_dir)).acquire().release()  # the directory is free again
 
 
+def test_a_signal_that_a_library_swallows_still_stops_the_command():
+    from lcmt_tf import cli
+
+    with pytest.raises(cli.Interrupted) as stopped:
+        with cli.signals_as_interrupts() as request:
+            try:  # what TensorFlow's import does with its bare `except:` clauses
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+            except BaseException:
+                pass
+            with pytest.raises(cli.Interrupted):
+                request.check()  # the train command's check after every step
+            # Nothing acted on it here: leaving the block still stops the command.
+    assert stopped.value.exit_status == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are restored
+
+
 def test_sigterm_to_experiment_stops_its_run_and_starts_no_other(tmp_path):
     root = tmp_path / "exp"
     command = [

@@ -38,24 +38,47 @@ class Interrupted(KeyboardInterrupt):
         self.exit_status = 128 + signal_number
 
 
+class StopRequest:
+    """The signal that asked a command to stop, kept until the command has stopped.
+
+    The signal handler raises `Interrupted` at once, but third-party code can swallow
+    it (TensorFlow's import runs code with bare `except:` clauses), so the request is
+    also kept here: `check()` raises it again at the next safe point (the train command
+    checks after every step), and leaving `signals_as_interrupts` raises it if nothing
+    did.
+    """
+
+    def __init__(self):
+        self.signal_number: int | None = None
+
+    def check(self) -> None:
+        """Raises `Interrupted` if a signal has asked to stop."""
+        if self.signal_number is not None:
+            raise Interrupted(self.signal_number)
+
+
 @contextlib.contextmanager
 def signals_as_interrupts():
     """Inside the block, SIGINT and SIGTERM raise Interrupted in the main thread (as
     Ctrl-C raises KeyboardInterrupt), so a command stops the same way for both; a
-    second signal while stopping is ignored."""
+    second signal while stopping is ignored. Yields the `StopRequest`, for the block
+    to check at its safe points."""
+    request = StopRequest()
 
     def interrupt(number, frame):
         for name in (signal.SIGINT, signal.SIGTERM):
             signal.signal(name, signal.SIG_IGN)
+        request.signal_number = number
         raise Interrupted(number)
 
     previous = {name: signal.signal(name, interrupt) for name in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield request
+        request.check()
     except KeyboardInterrupt as error:
         if isinstance(error, Interrupted):
             raise
-        raise Interrupted(signal.SIGINT) from None
+        raise Interrupted(request.signal_number or signal.SIGINT) from None
     finally:
         for name, handler in previous.items():
             signal.signal(name, handler)

@@ -17,11 +17,12 @@ import sys
 from absl import flags
 
 from lcmt_tf import cli
+from lcmt_tf.models import MODELS
 
 
 def define_flags() -> None:
     flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax"], "Keras backend")
-    flags.DEFINE_enum("model", "conv_large", ["conv_large", "conv_large_wn"], "network")
+    flags.DEFINE_enum("model", "conv_large", list(MODELS), "network")
     flags.DEFINE_float("width", 1.0, "channel multiplier of the network")
     flags.DEFINE_enum(
         "forward_passes", "joint", ["joint", "separate"], "passes per network and step"

@@ -245,17 +245,18 @@ def execute(
         if state in ("finished", "stopped"):
             report(f"done   {run.model_dir} ({state} earlier)")
             return 0 if state == "finished" else 1
-        os.makedirs(os.path.dirname(run.model_dir) or ".", exist_ok=True)
-        with open(f"{run.model_dir}.log", "a") as log, lock:
-            if stopping.is_set():
+        with lock:
+            if stopping.is_set():  # nothing of a run is made once the command is stopping
                 return 1
+            os.makedirs(os.path.dirname(run.model_dir) or ".", exist_ok=True)
             report(f"{'resume' if state == 'unfinished' else 'start '} {run.model_dir}")
-            process = subprocess.Popen(
-                [*TRAIN_COMMAND, *run.args],
-                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            with open(f"{run.model_dir}.log", "a") as log:
+                process = subprocess.Popen(
+                    [*TRAIN_COMMAND, *run.args],
+                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             running[run.model_dir] = process
         code = process.wait()
         with lock:
