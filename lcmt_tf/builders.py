@@ -15,16 +15,17 @@ from lcmt_tf.callbacks import (
     CollapseMonitor,
     ConciseProgbar,
     ConsistencyRampup,
+    EvaluationErrors,
     HistoryCSV,
     LocalClusteringSchedule,
     NonFiniteLossGuard,
-    PeriodicEvaluation,
     linear_lr_decay,
 )
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import ImageDataset, LabeledBatches, SemiSupervisedBatches
 from lcmt_tf.distribute import Distribution, set_batch_norm_synchronized
-from lcmt_tf.mean_teacher import MeanTeacher
+from lcmt_tf.errors import UserInputError
+from lcmt_tf.mean_teacher import MeanTeacher, error_names
 from lcmt_tf.models import model_spec
 from lcmt_tf.models.convnet_wn import initialize_from_data
 from lcmt_tf.models.pretrained import copy_weights, source_model
@@ -68,20 +69,27 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
     """The compiled MeanTeacher for this configuration and data.
 
     With `init_images` (raw training images: a run that starts, not one restored),
-    the student starts from --init_from's weights if given, else networks with
+    a keras_applications backbone takes --backbone_weights if given, and the student
+    starts from --init_from's weights if given, else networks with
     data-dependent initialization (conv_large_wn) are initialized from the images,
     normalized and not augmented; then the teacher is copied from the student. λ1 and
     λ2 start at 0; the schedule callbacks set them every epoch.
     """
     spec = model_spec(config.model)
+    starting = init_images is not None  # not restored: the weights come from here
 
-    def build_student():
+    def build_student(backbone_weights: str = ""):
         return spec.build(
-            num_classes=dataset.num_classes, input_shape=dataset.image_shape, width=config.width
+            num_classes=dataset.num_classes,
+            input_shape=dataset.image_shape,
+            width=config.width,
+            backbone_weights=backbone_weights,
         )
 
-    student = build_student()
-    pretrained = bool(config.init_from) and init_images is not None
+    if starting and config.backbone_weights and not os.path.isfile(config.backbone_weights):
+        raise UserInputError(f"--backbone_weights={config.backbone_weights} does not exist")
+    student = build_student(config.backbone_weights if starting else "")
+    pretrained = bool(config.init_from) and starting
     if pretrained:
         copied = copy_weights(
             source_model(config.init_from, build_student), student, config.init_from
@@ -99,7 +107,7 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
         seed=config.seed,
         translate_padding=config.translate_padding,
     )
-    if init_images is not None and not pretrained:
+    if starting and not pretrained:
         initialize_from_data(student, augmentation(init_images, training=False))
     model = MeanTeacher(
         student,
@@ -122,16 +130,20 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
     return model
 
 
-def evaluation_batches(dataset: ImageDataset, distribution: Distribution) -> LabeledBatches:
-    """The test (or validation) batches; under a JAX distribution every batch is padded to
-    split evenly across the devices (weight-0 rows), and each process feeds its share."""
+def evaluation_batches(
+    dataset: ImageDataset, distribution: Distribution, split: str = "test"
+) -> LabeledBatches:
+    """The batches of the "test" or the "validation" split; under a JAX distribution
+    every batch is padded to split evenly across the devices (weight-0 rows), and each
+    process feeds its share."""
+    images, labels = dataset.split(split)
     if distribution.engine is None or keras.backend.backend() != "jax":
-        return LabeledBatches(dataset.x_test, dataset.y_test, EVALUATION_BATCH_SIZE)
+        return LabeledBatches(images, labels, EVALUATION_BATCH_SIZE)
     multiple = distribution.replicas
     batch_size = -(-EVALUATION_BATCH_SIZE // multiple) * multiple
     return LabeledBatches(
-        dataset.x_test,
-        dataset.y_test,
+        images,
+        labels,
         batch_size,
         pad_multiple=multiple,
         process_share=distribution.process_share,
@@ -139,13 +151,19 @@ def evaluation_batches(dataset: ImageDataset, distribution: Distribution) -> Lab
 
 
 def build_callbacks(
-    config: TrainConfig, batches: SemiSupervisedBatches, test_batches, is_chief: bool = True
+    config: TrainConfig,
+    batches: SemiSupervisedBatches,
+    evaluation_split: str,
+    is_chief: bool = True,
+    user_callbacks=(),
 ) -> list[keras.callbacks.Callback]:
     """The run's callbacks, in the order they must run: the batches learn the epoch
-    before the schedules measure on them; guards and evaluation add to the logs before
-    the history, the checkpoint and TensorBoard read them. The checkpoint saves the
-    state of every callback that has one. Only the chief's list has the callbacks
-    that write files (every process runs the others: they take part in collectives)."""
+    before the schedules measure on them; guards and the evaluation's errors add to the
+    logs before the user's callbacks (`user_callbacks`: EarlyStopping, a tracker, ...)
+    and before the history, the checkpoint and TensorBoard read them. The checkpoint
+    saves the state of every callback of the run that has one. Only the chief's list
+    has the callbacks that write the run directory (every process runs the others:
+    they take part in collectives)."""
     callbacks = [
         batches.epoch_callback(),
         ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
@@ -160,8 +178,9 @@ def build_callbacks(
         linear_lr_decay(config.lr, config.lr_decay_start(), config.epochs),
         NonFiniteLossGuard(),
         CollapseMonitor(stop=config.stop_on_collapse),
-        PeriodicEvaluation(test_batches, config.eval_every, config.epochs),
+        EvaluationErrors(evaluation_split),
         ConciseProgbar(),
+        *user_callbacks,
     ]
     if not is_chief:
         return callbacks
@@ -171,7 +190,7 @@ def build_callbacks(
         # again on resume (its row is replaced), never loses a row.
         HistoryCSV(
             os.path.join(config.model_dir, HISTORY_FILE),
-            extra_columns=("student_test_error", "teacher_test_error"),
+            extra_columns=error_names(evaluation_split),
         ),
         ResumeCheckpoint(
             os.path.join(config.model_dir, STATE_FILE), callbacks, config.kept_epochs()

@@ -2,8 +2,9 @@
 
 The schedules (ConsistencyRampup, LocalClusteringSchedule, linear_lr_decay) set a
 backend variable of the model at the start of every epoch, so the compiled step is
-never retraced; the step reports the values it used. PeriodicEvaluation,
-NonFiniteLossGuard and CollapseMonitor watch the run; HistoryCSV writes its epochs.
+never retraced; the step reports the values it used. EvaluationErrors names what
+fit's validation measured, NonFiniteLossGuard and CollapseMonitor watch the run;
+HistoryCSV writes its epochs.
 
 Callbacks whose state must survive a resume have `get_state()` and `set_state()`
 (dicts of numbers), which `lcmt_tf.run_dir.checkpoint` saves with the training state.
@@ -129,39 +130,56 @@ def linear_lr_decay(base_lr: float, decay_start: float, decay_end: float):
     )
 
 
-class PeriodicEvaluation(keras.callbacks.Callback):
-    """Evaluates on held-out data every `every` epochs and after the last one, adding
-    `student_test_error` and `teacher_test_error` (percent) to the epoch's logs.
+def evaluation_epochs(every: int, total_epochs: int) -> list[int]:
+    """fit's `validation_freq` that evaluates every `every` epochs and after the last
+    one: the 1-based epochs, as Keras counts them (also when a fit resumes)."""
+    return [epoch for epoch in range(1, total_epochs + 1) if epoch % every == 0] + (
+        [total_epochs] if total_epochs % every else []
+    )
+
+
+class EvaluationErrors(keras.callbacks.Callback):
+    """Errors, in percent, from the accuracies of fit's validation.
+
+    After an epoch that fit evaluated (`validation_data`, `validation_freq`), it adds
+    `student_<split>_error` and `teacher_<split>_error` to the epoch's logs, named
+    after the split the validation data is ("test" or "validation"), beside Keras'
+    `val_student_accuracy` and `val_teacher_accuracy`. Put it before the callbacks that
+    write the logs (history, TensorBoard).
 
     It also keeps the lowest teacher error over its evaluations and its epoch
-    (1-based): selection on the test set, as the authors' code reports, never the
-    run's result. Put it before TensorBoard in the callback list so that the errors
-    are logged.
+    (1-based). Measured on the test set, that is selection on the test set, as the
+    authors' code reports: never the run's result.
+
+    Example:
+        model.fit(batches, epochs=100, validation_data=test_batches,
+                  validation_freq=evaluation_epochs(5, 100),
+                  callbacks=[EvaluationErrors("test")])
     """
 
-    def __init__(self, test_data, every: int, total_epochs: int):
+    def __init__(self, split: str = "test"):
         super().__init__()
-        self.test_data = test_data
-        self.every = int(every)
-        self.total_epochs = int(total_epochs)
+        self.split = split
         self.last_result: dict[str, float] | None = None
         self.best_teacher_error: float | None = None
         self.best_epoch: int | None = None
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every and epoch + 1 != self.total_epochs:
+        if not logs or "val_teacher_accuracy" not in logs:
             return
-        if logs is not None and not np.isfinite(float(logs.get("loss", 0.0))):
-            return  # the weights diverged in this epoch: nothing to evaluate
-        result = self.model.evaluate(self.test_data, verbose=0, return_dict=True)
-        self.record(errors_from_accuracies(result), epoch + 1)
-        if logs is not None:
-            logs.update(self.last_result)
+        if not np.isfinite(float(logs.get("loss", 0.0))):
+            return  # the weights diverged in this epoch: not an evaluation of the run
+        accuracies = {
+            name: logs[f"val_{name}"] for name in ("student_accuracy", "teacher_accuracy")
+        }
+        self.record(errors_from_accuracies(accuracies, self.split), epoch + 1)
+        logs.update(self.last_result)
 
     def record(self, errors: dict[str, float], epoch: int) -> None:
-        """Notes an evaluation after `epoch` (1-based) epochs."""
+        """Notes an evaluation (errors_from_accuracies of this split) after `epoch`
+        (1-based) epochs."""
         self.last_result = errors
-        teacher_error = errors["teacher_test_error"]
+        teacher_error = errors[f"teacher_{self.split}_error"]
         if self.best_teacher_error is None or teacher_error < self.best_teacher_error:
             self.best_teacher_error, self.best_epoch = teacher_error, epoch
 
@@ -317,8 +335,7 @@ class ConciseProgbar(keras.callbacks.ProgbarLogger):
 
     SHOWN = (
         "loss", "ce", "consistency", "student_accuracy", "teacher_accuracy",
-        "val_student_accuracy", "val_teacher_accuracy", "student_test_error",
-        "teacher_test_error",
+        "val_student_accuracy", "val_teacher_accuracy",
     )  # fmt: skip
     SHOWN_WITH_LC = ("lc", "lc_epsilon", "lc_neighbor_fraction")
 

@@ -69,7 +69,8 @@ class TrainConfig:
     validation_fraction: float = setting(
         0.0,
         "hold out this share of each class's labeled training images (stratified, "
-        "--label_seed) and evaluate on them instead of the test set; 0 = the test set",
+        "--label_seed) and evaluate on them while training (val_* in the logs); the test "
+        "set is evaluated once, at the end; 0 = evaluate on the test set",
     )
     image_size: str = setting(
         "", "H,W: resize every folder image to this size; '' = refuse mixed sizes"
@@ -107,6 +108,12 @@ class TrainConfig:
         "",
         "start the student (and the teacher) from pretrained weights: a run directory's "
         "final student, a .keras model or a .weights.h5 file, matched layer by layer",
+    )
+    backbone_weights: str = setting(
+        "",
+        "with --model=keras_applications:NAME, a weights file of that backbone without its "
+        "top (e.g. the ImageNet .h5 keras.applications downloads), given to its weights= "
+        "argument; '' = random initialization (nothing is downloaded)",
     )
     width: float = setting(
         1.0,
@@ -154,7 +161,11 @@ class TrainConfig:
         "kept; 0 = use --lc_epsilon",
     )
     # running
-    eval_every: int = setting(5, "evaluate on the test set every N epochs (and at the end)")
+    eval_every: int = setting(
+        5,
+        "evaluate every N epochs and after the last (fit's validation_data: on the "
+        "validation split with --validation_fraction, else on the test set)",
+    )
     model_dir: str = setting(
         "runs/default", "run directory: logs, checkpoints, results; rerun to resume"
     )
@@ -296,6 +307,12 @@ class TrainConfig:
             f"--model must be one of {', '.join(MODELS)} or keras_applications:NAME, "
             f"not {self.model!r}",
         )
+        if self.backbone_weights:
+            _check(
+                self.model.startswith(KERAS_APPLICATIONS_PREFIX),
+                "--backbone_weights applies to --model=keras_applications:NAME; for the other "
+                "networks use --init_from",
+            )
         _check(self.width > 0, "--width must be > 0")
         _check(self.epochs >= 1, "--epochs must be >= 1")
         _check(self.lr > 0, "--lr must be > 0")
@@ -401,7 +418,7 @@ class TrainConfig:
                 f"--unlabeled_batch_size={self.unlabeled_batch_size}",
             )
         _check(
-            len(dataset.y_test) > 0,
+            len(dataset.y_test) > 0 or len(dataset.y_validation) > 0,
             f"{dataset.name} has no test images (no test/<class>/ folder): add them, or pass "
             "--validation_fraction=F to evaluate on held-out labeled images",
         )

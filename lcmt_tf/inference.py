@@ -26,7 +26,7 @@ from lcmt_tf.data.folders import DEFAULT_MAX_IMAGE_PIXELS, image_inputs, read_im
 from lcmt_tf.data.training_data import load_run_dataset
 from lcmt_tf.errors import MissingExtraError, UserInputError
 from lcmt_tf.files import atomic_write_json, check_output_path
-from lcmt_tf.mean_teacher import MeanTeacher
+from lcmt_tf.mean_teacher import NETWORKS, MeanTeacher
 from lcmt_tf.plots import plot_confusion
 from lcmt_tf.provenance import software
 from lcmt_tf.run_dir.checkpoint import load_training_state
@@ -39,7 +39,6 @@ from lcmt_tf.run_dir.layout import (
 )
 from lcmt_tf.run_dir.lifecycle import write_run_model_card
 
-NETWORKS = ("student", "teacher")
 EXPORT_FORMATS = ("savedmodel", "onnx")
 CALIBRATION_BINS = 15
 BATCH_SIZE = 500
@@ -174,11 +173,12 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     return matrix
 
 
-def evaluate_run(model_dir: str, dataset: str | None = None) -> dict:
-    """Student and teacher test error (%), the teacher's per-class accuracy (%),
-    expected calibration error and confusion matrix, on the run's evaluation set or
-    on the test split of `dataset` (same image shape and classes). Writes
-    MODEL_DIR/evaluation.json and MODEL_DIR/confusion.png; returns the dict."""
+def evaluate_run(model_dir: str, dataset: str | None = None, split: str = "test") -> dict:
+    """Student and teacher error (%) on `split` ("test", or "validation": the split the
+    run held out with --validation_fraction), the teacher's per-class accuracy (%),
+    expected calibration error and confusion matrix; or on the test split of
+    `dataset` (same image shape and classes). Writes MODEL_DIR/evaluation.json and
+    MODEL_DIR/confusion.png; returns the dict."""
     trained = load_run(model_dir)
     if dataset:
         data = load_dataset(dataset, image_size=trained.config.image_size_pair())
@@ -188,24 +188,27 @@ def evaluate_run(model_dir: str, dataset: str | None = None) -> dict:
                 f"images; the run was trained on {len(trained.class_names)} classes of "
                 f"{trained.image_shape}"
             )
-        evaluated_on = f"{dataset}: test split"
+        evaluated_on = f"{dataset}: {split} split"
     else:
         data = trained.load_data()
-        evaluated_on = trained.dataset_info.get("evaluation_set", "test set")
-    if not len(data.y_test):
-        raise UserInputError(f"{data.name} has no test images to evaluate on")
+        evaluated_on = f"the run's {split} split" if split == "validation" else "test set"
+    images, labels = data.split(split)
+    if not len(labels):
+        other = "validation" if split == "test" else "test"
+        hint = f"; --split={other} evaluates its {other} split" if len(data.split(other)[1]) else ""
+        raise UserInputError(f"{data.name} has no {split} images to evaluate on{hint}")
     names = trained.class_names
     result = {"model_dir": model_dir, "weights": trained.source, "evaluated_on": evaluated_on}
-    result["num_images"] = int(len(data.y_test))
+    result["num_images"] = int(len(labels))
     for network in NETWORKS:
-        probs = probabilities(trained.model, data.x_test, network)
+        probs = probabilities(trained.model, images, network)
         predicted = probs.argmax(axis=1)
-        result[f"{network}_test_error"] = float(100.0 * np.mean(predicted != data.y_test))
+        result[f"{network}_{split}_error"] = float(100.0 * np.mean(predicted != labels))
         result[f"{network}_expected_calibration_error"] = expected_calibration_error(
-            probs, data.y_test, CALIBRATION_BINS
+            probs, labels, CALIBRATION_BINS
         )
         if network == "teacher":
-            matrix = confusion_matrix(data.y_test, predicted, len(names))
+            matrix = confusion_matrix(labels, predicted, len(names))
     totals = matrix.sum(axis=1)
     result["teacher_per_class_accuracy"] = {
         name: (float(100.0 * matrix[i, i] / totals[i]) if totals[i] else None)

@@ -104,12 +104,12 @@ def local_clustering(z_labeled, z_unlabeled, epsilon, method: str = "auto"):
         z_labeled: (n_l, d) features of the labeled images.
         z_unlabeled: (n_u, d) features of the unlabeled images.
         epsilon: neighborhood radius (float or scalar tensor/variable), > 0.
+        method: how distances are formed (`pairwise_mean_squared_distance`).
 
     Returns:
         (loss, neighbor_fraction): loss = term(L, U) + term(U, U) as in eq. (5), where
-        the U-U block includes the i = j pairs; neighbor_fraction = neighbor pairs /
-        all pairs over those two blocks (labeled-labeled pairs are not used).
-        `method`: how distances are formed (`pairwise_mean_squared_distance`).
+            the U-U block includes the i = j pairs; neighbor_fraction = neighbor pairs /
+            all pairs over those two blocks (labeled-labeled pairs are not used).
     """
     return local_clustering_of_distances(lc_distances(z_labeled, z_unlabeled, method), epsilon)
 
@@ -126,6 +126,20 @@ def local_clustering_loss(z_labeled, z_unlabeled, epsilon):
     """The paper's Local Clustering loss, eq. (4)-(5), as a scalar.
 
     See `local_clustering` for the exact semantics; this returns only the loss.
+
+    Args:
+        z_labeled: (n_l, d) features of the labeled images.
+        z_unlabeled: (n_u, d) features of the unlabeled images.
+        epsilon: neighborhood radius, > 0.
+
+    Returns:
+        The scalar loss.
+
+    Example:
+        ```python
+        z_l, z_u = keras.random.normal((32, 128)), keras.random.normal((128, 128))
+        loss = local_clustering_loss(z_l, z_u, epsilon=2.0)
+        ```
     """
     loss, _ = local_clustering(z_labeled, z_unlabeled, epsilon)
     return loss
@@ -137,6 +151,9 @@ def softmax_mse(student_logits, teacher_logits):
     Args:
         student_logits: (n, k).
         teacher_logits: (n, k); no gradient flows into it.
+
+    Returns:
+        The scalar cost, in float32.
     """
     student_probabilities = ops.softmax(ops.cast(student_logits, "float32"), axis=-1)
     teacher_probabilities = ops.stop_gradient(

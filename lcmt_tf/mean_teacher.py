@@ -66,11 +66,21 @@ class LabeledLogits(NamedTuple):
     teacher: object
 
 
-def errors_from_accuracies(evaluation: dict) -> dict[str, float]:
-    """Student and teacher test error (percent) from MeanTeacher.evaluate's dict."""
+NETWORKS = ("student", "teacher")
+
+
+def error_names(split: str = "test") -> tuple[str, str]:
+    """The names of the student's and the teacher's error on `split` ("test" or
+    "validation"): `student_<split>_error`, `teacher_<split>_error`."""
+    return tuple(f"{network}_{split}_error" for network in NETWORKS)
+
+
+def errors_from_accuracies(evaluation: dict, split: str = "test") -> dict[str, float]:
+    """Student and teacher error (percent) on `split` from MeanTeacher.evaluate's dict
+    (`student_accuracy`, `teacher_accuracy`), under `error_names(split)`."""
     return {
-        "student_test_error": 100.0 * (1.0 - float(evaluation["student_accuracy"])),
-        "teacher_test_error": 100.0 * (1.0 - float(evaluation["teacher_accuracy"])),
+        name: 100.0 * (1.0 - float(evaluation[f"{network}_accuracy"]))
+        for name, network in zip(error_names(split), NETWORKS)
     }
 
 
@@ -83,15 +93,28 @@ class MeanTeacher(BackendSteps, keras.Model):
         augmentation: an `Augmentation` layer (normalization + random augmentation).
         ema_decay: alpha in teacher = alpha * teacher + (1 - alpha) * student, applied
             after every optimizer step.
-        consistency_weight, lc_weight, lc_epsilon: initial values of lambda1, lambda2
-            and epsilon. They are backend variables (`self.consistency_weight`, ...)
-            that callbacks assign during fit without retracing the compiled step.
+        consistency_weight: initial value of lambda1, the consistency cost's weight.
+            Like the next two, a backend variable of the model
+            (`model.consistency_weight`) that callbacks assign during fit without
+            retracing the compiled step.
+        lc_weight: initial value of lambda2, the LC loss's weight.
+        lc_epsilon: initial value of epsilon, the LC neighbourhood radius (mean squared
+            feature distance).
         use_local_clustering: False skips the LC computation entirely (plain Mean
             Teacher); lc and lc_neighbor_fraction are then reported as 0, and the
             LC_TERMS not at all.
         forward_passes: "joint" runs each network once over the labeled and unlabeled
             images together; "separate" runs it once per group, as the authors' code
             does, so that batch statistics are per group.
+        **kwargs: `keras.Model` arguments (`name`, ...).
+
+    Example:
+        ```python
+        model = MeanTeacher(lcmt_tf.digits_net(), lcmt_tf.Augmentation(mean, std))
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+        model.fit(batches, epochs=100, callbacks=[lcmt_tf.ConsistencyRampup(30, 5)])
+        teacher_logits = model.predict(images)
+        ```
     """
 
     def __init__(
@@ -226,9 +249,9 @@ class MeanTeacher(BackendSteps, keras.Model):
 
         Returns:
             (loss, terms, labeled_logits): the scalar loss
-            CE + lambda1 * consistency + lambda2 * LC; `terms`, a dict with a scalar for
-            every name in LOSS_TERMS (and LC_TERMS with Local Clustering); and the
-            `LabeledLogits` for the accuracies.
+                CE + lambda1 * consistency + lambda2 * LC; `terms`, a dict with a scalar
+                for every name in LOSS_TERMS (and LC_TERMS with Local Clustering); and
+                the `LabeledLogits` for the accuracies.
         """
         labels = data["labels"]
         images, num_labeled = self._joined_images(data)
@@ -294,11 +317,20 @@ class MeanTeacher(BackendSteps, keras.Model):
         }
 
     def fit(self, x=None, y=None, **kwargs):
-        """`keras.Model.fit`. For batches that serve one epoch at a time
-        (`SemiSupervisedBatches`, which have an `epoch_callback`), fit adds that
-        callback when `callbacks` lacks it, so every epoch (from `initial_epoch` on, as
-        when resuming) gets its own seeded order, and leaves `shuffle` off: the order is
-        already shuffled, reproducibly. `shuffle=True` passed for them is refused."""
+        """`keras.Model.fit`, with two additions.
+
+        For batches that serve one epoch at a time (`SemiSupervisedBatches`, which have
+        an `epoch_callback`), fit adds that callback when `callbacks` lacks it, so every
+        epoch (from `initial_epoch` on, as when resuming) gets its own seeded order, and
+        leaves `shuffle` off: the order is already shuffled, reproducibly. `shuffle=True`
+        passed for them is refused.
+
+        Without a progress bar of your own in `callbacks`, the bar is `ConciseProgbar`:
+        the loss terms and accuracies, not every logged value (the history has them all).
+        """
+        from lcmt_tf.callbacks import ConciseProgbar  # callbacks import this module
+
+        callbacks = list(kwargs.get("callbacks") or [])
         if hasattr(x, "epoch_callback"):
             if kwargs.get("shuffle") is True:
                 raise ValueError(
@@ -307,10 +339,12 @@ class MeanTeacher(BackendSteps, keras.Model):
                     "with Python's global random state"
                 )
             kwargs["shuffle"] = False
-            callbacks = list(kwargs.get("callbacks") or [])
+            x.epoch = kwargs.get("initial_epoch", 0)  # before any batch is read
             if not any(getattr(callback, "batches", None) is x for callback in callbacks):
                 callbacks.insert(0, x.epoch_callback())
-            kwargs["callbacks"] = callbacks
+        if not any(isinstance(callback, keras.callbacks.ProgbarLogger) for callback in callbacks):
+            callbacks.append(ConciseProgbar())
+        kwargs["callbacks"] = callbacks
         return super().fit(x, y, **kwargs)
 
     def call(self, images, training=False):

@@ -24,8 +24,11 @@ class CoupledWeightDecaySGD(keras.optimizers.SGD):
         w = w - lr * (d + momentum * b)  Nesterov (w - lr * b without it)
 
     Args:
-        learning_rate, momentum, nesterov: as keras.optimizers.SGD.
+        learning_rate: as keras.optimizers.SGD (a float or a schedule).
+        momentum: as keras.optimizers.SGD.
+        nesterov: as keras.optimizers.SGD.
         coupled_weight_decay: wd above (>= 0).
+        name: the optimizer's name.
         **kwargs: the other keras.optimizers.Optimizer arguments, except Keras'
             decoupled `weight_decay`.
     """
@@ -54,6 +57,7 @@ class CoupledWeightDecaySGD(keras.optimizers.SGD):
             direction = direction + ops.cast(self.coupled_weight_decay, variable.dtype) * variable
         if self.momentum:
             momentum = ops.cast(self.momentum, variable.dtype)
+            # The lookup keras.optimizers.Optimizer's docstring shows for subclasses.
             buffer = self.momentums[self._get_variable_index(variable)]
             self.assign(buffer, momentum * buffer + direction)
             direction = direction + momentum * buffer if self.nesterov else buffer

@@ -8,8 +8,8 @@ Files in config.model_dir (lcmt_tf.run_dir):
     history.csv              per-epoch values, a row per epoch
     tensorboard/             per-epoch scalars
     model.keras              the final MeanTeacher (student + teacher)
-    results.json             final test errors, epochs run, wall time, why it stopped,
-                             and the software and device it ran on
+    results.json             final test (and validation) errors, epochs run, wall time,
+                             why it stopped, and the software and device it ran on
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -27,12 +28,17 @@ from lcmt_tf.builders import (
     configure_backend,
     evaluation_batches,
 )
-from lcmt_tf.callbacks import LocalClusteringSchedule, NonFiniteLossGuard, PeriodicEvaluation
+from lcmt_tf.callbacks import (
+    EvaluationErrors,
+    LocalClusteringSchedule,
+    NonFiniteLossGuard,
+    evaluation_epochs,
+)
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data.training_data import evaluation_set, load_training_data
 from lcmt_tf.distribute import Distribution, check_batch_split, start_distribution
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.mean_teacher import MeanTeacher, errors_from_accuracies
+from lcmt_tf.mean_teacher import MeanTeacher, error_names, errors_from_accuracies
 from lcmt_tf.provenance import software
 from lcmt_tf.run_dir.checkpoint import load_training_state
 from lcmt_tf.run_dir.fork import copy_history, fork_state_path
@@ -42,15 +48,41 @@ from lcmt_tf.run_dir.lock import holding
 from lcmt_tf.sanity import check_loss_terms
 from lcmt_tf.steps import SUPPORTED_BACKENDS
 
-BEST_ERROR_NOTE = (
-    "lowest teacher test error over the run's evaluations (every --eval_every epochs and "
-    "at the end): selected on the test set, as the authors' code does; for comparison "
-    "with papers that report it, not this run's result (teacher_test_error)"
-)
+def best_error_note(split: str) -> str:
+    """What results.json says of the best teacher error over the run's evaluations."""
+    selection = (
+        "selected on the test set, as the authors' code does: for comparison with papers "
+        "that report it, not this run's result (teacher_test_error)"
+        if split == "test"
+        else "selected on the validation split, not on the test set; the run's result is "
+        "teacher_test_error"
+    )
+    return (
+        f"lowest teacher {split} error over the run's evaluations (every --eval_every epochs "
+        f"and at the end): {selection}"
+    )
 
 
-def run(config: TrainConfig) -> dict[str, Any]:
-    """Trains (or resumes) the run described by `config`; returns the results dict."""
+def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
+    """Trains (or resumes) the run described by `config`; returns the results dict
+    (what results.json holds).
+
+    Args:
+        config: the run's settings (`TrainConfig`; `lcmt_tf.train_config` builds one
+            from a flag file).
+        callbacks: Keras callbacks of your own (EarlyStopping, ModelCheckpoint,
+            CSVLogger, a tracker's), run after lcmt_tf's own, with the epoch's logs
+            complete: losses, `val_student_accuracy`, `val_teacher_accuracy` and the
+            errors of EvaluationErrors at every evaluation. Their state is not part of
+            the run's resumable state, and under --distribute=multi_worker every
+            process runs them.
+
+    Example:
+        results = lcmt_tf.run(
+            lcmt_tf.train_config("digits", epochs=20, model_dir="runs/digits"),
+            callbacks=[keras.callbacks.EarlyStopping("val_teacher_accuracy", mode="max")],
+        )
+    """
     config.validate()
     if keras.backend.backend() not in SUPPORTED_BACKENDS:
         raise UserInputError(
@@ -61,12 +93,20 @@ def run(config: TrainConfig) -> dict[str, Any]:
     distribution = start_distribution(config)  # before the data starts a runtime
     # One owner at a time: the chief holds the directory's lock until the run ends.
     with holding(config.model_dir, distribution.is_chief):
-        return _train(config, distribution, resuming=check_run_directory(config))
+        resuming = check_run_directory(config)
+        return _train(config, distribution, resuming, list(callbacks))
 
 
-def _train(config: TrainConfig, distribution: Distribution, resuming: bool) -> dict[str, Any]:
+def _train(
+    config: TrainConfig, distribution: Distribution, resuming: bool, user_callbacks: list
+) -> dict[str, Any]:
     dataset, labeled, unlabeled, batches = load_training_data(config, distribution.process_share)
-    test_batches = evaluation_batches(dataset, distribution)
+    monitored = dataset.monitored_split
+    evaluations = {
+        split: evaluation_batches(dataset, distribution, split)
+        for split in (monitored, "test")
+        if len(dataset.split(split)[1])
+    }
     own_state = os.path.join(config.model_dir, STATE_FILE)
     restore_from = own_state if resuming and os.path.exists(own_state) else None
     forking = bool(config.fork_from) and restore_from is None
@@ -81,7 +121,9 @@ def _train(config: TrainConfig, distribution: Distribution, resuming: bool) -> d
         model = build_model(config, dataset, init_images)
         if config.sanity_check:
             check_loss_terms(model, batches.batch(0), config.consistency_weight, config.lc_weight)
-        callbacks = build_callbacks(config, batches, test_batches, distribution.is_chief)
+        callbacks = build_callbacks(
+            config, batches, monitored, distribution.is_chief, user_callbacks
+        )
         # Everything above only reads; from here on the chief writes the run directory.
         initial_epoch = start_run_directory(
             config, model, dataset, labeled, restore_from, callbacks, distribution.is_chief
@@ -102,7 +144,8 @@ def _train(config: TrainConfig, distribution: Distribution, resuming: bool) -> d
                 batches,
                 epochs=config.epochs,
                 initial_epoch=initial_epoch,
-                shuffle=False,
+                validation_data=evaluations[monitored],
+                validation_freq=evaluation_epochs(config.eval_every, config.epochs),
                 callbacks=callbacks,
                 verbose=config.verbose,
             )
@@ -111,7 +154,7 @@ def _train(config: TrainConfig, distribution: Distribution, resuming: bool) -> d
             config,
             model,
             callbacks,
-            test_batches,
+            evaluations,
             epochs_run=epochs_run,
             initial_epoch=initial_epoch,
             wall_time_s=time.time() - start,
@@ -129,7 +172,7 @@ def final_results(
     config: TrainConfig,
     model: MeanTeacher,
     callbacks,
-    test_batches,
+    evaluations: dict,
     *,
     epochs_run: int,
     initial_epoch: int,
@@ -138,29 +181,35 @@ def final_results(
     distribution: Distribution,
 ) -> dict[str, Any]:
     """Evaluates the final state (after a non-finite loss, the last good one: not the
-    diverged weights); returns what results.json holds: the final errors, and apart
-    from them, labelled, the best teacher error over the run's evaluations."""
+    diverged weights) on the monitored split and, once, on the test set; returns what
+    results.json holds: the final errors, and apart from them, labelled, the best
+    teacher error over the run's evaluations."""
     stopped_by = next((c for c in callbacks if getattr(c, "stop_reason", None)), None)
     stop_reason = stopped_by.stop_reason if stopped_by else None
-    evaluation = next(c for c in callbacks if isinstance(c, PeriodicEvaluation))
+    evaluation = next(c for c in callbacks if isinstance(c, EvaluationErrors))
     schedule = next(c for c in callbacks if isinstance(c, LocalClusteringSchedule))
     state_path = os.path.join(config.model_dir, STATE_FILE)
     diverged_without_good_state = isinstance(stopped_by, NonFiniteLossGuard) and not (
         os.path.exists(state_path)
     )
+    final = {name: None for split in {"test", *evaluations} for name in error_names(split)}
     if diverged_without_good_state:  # diverged in the first epoch: no weights to evaluate
         epochs_run = 0
-        final = {"student_test_error": None, "teacher_test_error": None}
     else:
         if isinstance(stopped_by, NonFiniteLossGuard):
             epochs_run = load_training_state(model, state_path)
-        final = errors_from_accuracies(model.evaluate(test_batches, verbose=0, return_dict=True))
-        evaluation.record(final, int(epochs_run))
+        for split, split_batches in evaluations.items():
+            accuracies = model.evaluate(split_batches, verbose=0, return_dict=True)
+            final.update(errors_from_accuracies(accuracies, split))
+        evaluation.record(
+            {name: final[name] for name in error_names(evaluation.split)}, int(epochs_run)
+        )
+    best = f"teacher_best_{evaluation.split}_error"
     results = {
         **final,
-        "teacher_best_test_error": evaluation.best_teacher_error,
-        "teacher_best_test_error_epoch": evaluation.best_epoch,
-        "teacher_best_test_error_note": BEST_ERROR_NOTE,
+        best: evaluation.best_teacher_error,
+        f"{best}_epoch": evaluation.best_epoch,
+        f"{best}_note": best_error_note(evaluation.split),
         "epochs_run": int(epochs_run),
         "completed": stop_reason is None and epochs_run >= config.epochs,
         "stop_reason": stop_reason,

@@ -9,9 +9,10 @@ import pytest
 
 from lcmt_tf.callbacks import (
     CollapseMonitor,
+    EvaluationErrors,
     HistoryCSV,
     LocalClusteringSchedule,
-    PeriodicEvaluation,
+    evaluation_epochs,
     measure_lc_distances,
 )
 from lcmt_tf.run_dir.checkpoint import load_training_state, save_training_state
@@ -68,7 +69,7 @@ def test_callback_states_survive_a_save_and_load(tmp_path):
         1.0, 3, 2, epsilon=1.0, epsilon_quantile=0.2, distance_batches=[]
     )
     schedule.epsilon, schedule.epsilon_measured_at = 0.0321, 3
-    evaluation = PeriodicEvaluation(None, every=5, total_epochs=10)
+    evaluation = EvaluationErrors("test")
     evaluation.record({"student_test_error": 9.0, "teacher_test_error": 7.5}, epoch=5)
     evaluation.record({"student_test_error": 9.5, "teacher_test_error": 8.0}, epoch=10)
     monitor = CollapseMonitor()
@@ -77,7 +78,7 @@ def test_callback_states_survive_a_save_and_load(tmp_path):
 
     fresh = [
         LocalClusteringSchedule(1.0, 3, 2, epsilon=1.0, epsilon_quantile=0.2, distance_batches=[]),
-        PeriodicEvaluation(None, every=5, total_epochs=10),
+        EvaluationErrors("test"),
         CollapseMonitor(),
     ]
     assert load_training_state(model, tmp_path / "state.npz", fresh) == 4
@@ -106,3 +107,25 @@ def test_history_csv_keeps_one_row_per_epoch_across_a_resume(tmp_path):
     rows = read_rows(path)
     assert [row["epoch"] for row in rows] == ["1", "2", "3", "4"]
     assert list(rows[0]) == ["epoch", *sorted(set(list(rows[0])[1:]))]  # sorted, header kept
+
+
+def test_evaluation_epochs_are_every_nth_and_the_last():
+    assert evaluation_epochs(5, 12) == [5, 10, 12]
+    assert evaluation_epochs(5, 10) == [5, 10]
+    assert evaluation_epochs(1, 3) == [1, 2, 3]
+    assert evaluation_epochs(20, 3) == [3]
+
+
+def test_evaluation_errors_name_the_split_and_keep_the_best_evaluation():
+    errors = EvaluationErrors("validation")
+    logs = {"loss": 1.0, "val_student_accuracy": 0.9, "val_teacher_accuracy": 0.75}
+    errors.on_epoch_end(4, logs)
+    assert logs["student_validation_error"] == pytest.approx(10.0)
+    assert logs["teacher_validation_error"] == pytest.approx(25.0)
+    errors.on_epoch_end(9, {"loss": 1.0, "val_student_accuracy": 0.5, "val_teacher_accuracy": 0.8})
+    unevaluated = {"loss": 1.0}
+    errors.on_epoch_end(10, unevaluated)  # an epoch fit did not evaluate: nothing added
+    diverged = {"loss": float("nan"), "val_student_accuracy": 1.0, "val_teacher_accuracy": 1.0}
+    errors.on_epoch_end(11, diverged)  # a diverged epoch is not an evaluation of the run
+    assert unevaluated == {"loss": 1.0} and "teacher_validation_error" not in diverged
+    assert (errors.best_teacher_error, errors.best_epoch) == (pytest.approx(20.0), 10)

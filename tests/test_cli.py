@@ -383,4 +383,12 @@ def test_all_labels_without_a_test_folder_needs_a_validation_split(tmp_path):
     # round(0.34 x 6) = 2 of each class's 6 held out; 4 of each labeled.
     assert (results["num_labeled"], results["num_unlabeled"]) == (8, 40)
     assert results["evaluation_set"].startswith("validation split: 0.34 of each class")
-    assert json.load(open(tmp_path / "b" / "dataset.json"))["num_evaluation"] == 4
+    dataset = json.load(open(tmp_path / "b" / "dataset.json"))
+    assert (dataset["num_validation"], dataset["num_test"]) == (4, 0)
+    # Monitored on the validation split (val_* in the history); no test set to report.
+    assert results["teacher_validation_error"] is not None
+    assert results["teacher_test_error"] is None
+    assert results["teacher_best_validation_error"] is not None
+    history = (tmp_path / "b" / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"val_teacher_accuracy", "teacher_validation_error"} <= set(history)
+    assert "teacher_test_error" not in history

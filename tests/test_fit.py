@@ -54,8 +54,10 @@ def test_fit_with_keras_defaults_serves_each_epoch_its_own_seeded_order(digits):
     steps = len(batches)
     served_epochs = sorted({epoch for epoch, _ in batches.served})
     assert served_epochs == [0, 1]
-    for epoch in (0, 1):  # every step of each epoch, in order, drawn for that epoch
-        assert [s for e, s in batches.served if e == epoch][:steps] == list(range(steps))
+    # Every step of each epoch, in order, drawn for that epoch (TensorFlow's adapter also
+    # reads the first batches once beforehand, to learn their shapes).
+    for epoch in (0, 1):
+        assert [s for e, s in batches.served if e == epoch][-steps:] == list(range(steps))
     resumed = batches_of(digits, RecordingBatches)
     model_of(digits).fit(resumed, epochs=3, initial_epoch=2, verbose=0)
     assert {epoch for epoch, _ in resumed.served} == {2}  # a resumed fit: its own epoch
@@ -110,3 +112,37 @@ def test_a_keras_users_fit_with_validation_and_keras_callbacks_is_reproducible(d
     evaluated = best.evaluate(LabeledBatches(data.x_test, data.y_test, 500), return_dict=True)
     assert evaluated["teacher_accuracy"] == pytest.approx(max(first["val_teacher_accuracy"]))
     assert (tmp_path / "log.csv").read_text().count("\n") == 5  # a header and 4 epochs
+
+
+def test_run_takes_the_users_keras_callbacks_with_the_evaluations_in_their_logs(tmp_path):
+    config = lcmt_tf.train_config(
+        ["--flagfile=digits", "--width=0.25", "--epochs=3", "--eval_every=2",
+         "--lc_start_epoch=1", "--lc_rampup_epochs=1", "--lr_decay_epochs=1", "--verbose=0",
+         f"--model_dir={tmp_path / 'run'}"]
+    )  # fmt: skip
+    seen = []
+    results = lcmt_tf.run(
+        config,
+        callbacks=[
+            keras.callbacks.ModelCheckpoint(
+                str(tmp_path / "best.keras"), monitor="val_teacher_accuracy",
+                save_best_only=True, mode="max",
+            ),
+            keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+            keras.callbacks.EarlyStopping(monitor="val_teacher_accuracy", mode="max", patience=5),
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(logs)),
+        ],
+    )  # fmt: skip
+    assert results["completed"] and results["epochs_run"] == 3
+    # fit evaluated after epochs 2 and 3 (every 2nd and the last), on the test set.
+    assert ["val_teacher_accuracy" in logs for logs in seen] == [False, True, True]
+    assert seen[-1]["teacher_test_error"] == pytest.approx(
+        100 * (1 - seen[-1]["val_teacher_accuracy"])
+    )
+    assert results["teacher_test_error"] == pytest.approx(seen[-1]["teacher_test_error"])
+    assert (tmp_path / "log.csv").read_text().count("\n") == 4
+    best = keras.models.load_model(tmp_path / "best.keras")
+    data = load_dataset("digits")
+    evaluated = best.evaluate(LabeledBatches(data.x_test, data.y_test, 500), return_dict=True)
+    best_accuracy = max(logs["val_teacher_accuracy"] for logs in seen[1:])
+    assert evaluated["teacher_accuracy"] == pytest.approx(best_accuracy)

@@ -78,7 +78,7 @@ def test_the_run_trained_on_every_labeled_image_and_the_unlabeled_folder(folder_
     assert (results["num_labeled"], results["num_unlabeled"]) == (50, 300)
     dataset = json.load(open(run / "dataset.json"))
     assert dataset["class_names"] == [f"digit{label}" for label in range(10)]
-    assert dataset["image_shape"] == [8, 8, 1] and dataset["num_evaluation"] == 100
+    assert dataset["image_shape"] == [8, 8, 1] and dataset["num_test"] == 100
 
 
 def test_evaluate_reports_errors_per_class_accuracy_calibration_and_confusion(folder_run):

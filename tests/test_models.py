@@ -196,3 +196,29 @@ def test_keras_applications_names_are_checked():
         spec.build(num_classes=10, input_shape=(32, 32, 3), width=1.0)
     student = model_spec("keras_applications:MobileNetV2").build(10, (32, 32, 3), 1.0)
     assert tuple(student.outputs[0].shape) == (None, 128)
+
+
+@pytest.mark.tensorflow_only  # loading a weights file: backend-independent, checked once
+def test_a_keras_application_starts_from_a_local_backbone_weights_file(tmp_path):
+    from lcmt_tf.errors import UserInputError
+    from lcmt_tf.models import model_spec
+
+    trained = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    )
+    trained.set_weights(
+        [np.full(w.shape, 0.01 * i, w.dtype) for i, w in enumerate(trained.get_weights())]
+    )
+    path = str(tmp_path / "mobilenet_v2_notop.weights.h5")
+    trained.save_weights(path)
+    spec = model_spec("keras_applications:MobileNetV2")
+    student = spec.build(10, (32, 32, 3), 1.0, backbone_weights=path)
+    backbone = student.get_layer(trained.name)
+    for loaded, saved in zip(backbone.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(loaded, saved)
+    other = keras.applications.MobileNetV3Small(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    )
+    other.save_weights(str(tmp_path / "other.weights.h5"))
+    with pytest.raises(UserInputError, match="^--backbone_weights=.*other.weights.h5: "):
+        spec.build(10, (32, 32, 3), 1.0, backbone_weights=str(tmp_path / "other.weights.h5"))

@@ -93,6 +93,11 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     ):
         assert final[key] == expected[key], key
     assert final["lc_epsilon"] != 1.0  # measured, not the default
+    # Every epoch's row once, with the values of the uninterrupted run.
+    history, expected_history = (
+        (directory / "history.csv").read_text() for directory in (interrupted, reference)
+    )
+    assert history == expected_history and history.count("\n") == 4  # header + 3 epochs
     reference_state, resumed_state = state_arrays(reference), state_arrays(interrupted)
     assert reference_state.keys() == resumed_state.keys()
     for key in reference_state:
@@ -175,7 +180,7 @@ def test_divergence_in_the_first_epoch_reports_no_error_rather_than_the_diverged
         f"--model_dir={model_dir}",
     )
     assert completed.returncode == 1
-    assert "no test error: no good state to evaluate" in completed.stdout
+    assert "no error measured: no good state to evaluate" in completed.stdout
     final = results(model_dir)
     assert final["epochs_run"] == 0 and final["stop_reason"].startswith("non-finite loss")
     assert final["teacher_test_error"] is None and final["student_test_error"] is None

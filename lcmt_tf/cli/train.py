@@ -48,10 +48,17 @@ def train(argv: list[str]) -> None:
             print(f"{cli.program()}: problem: {problem}", file=sys.stderr)
         sys.exit(2 if problems else 0)
     try:
-        with cli.signals_as_interrupts():
+        with cli.signals_as_interrupts() as stop:
+            import keras
+
             from lcmt_tf.train import run
 
-            results = run(config)
+            # A stop request that a library swallowed is acted on after the next step.
+            check = keras.callbacks.LambdaCallback(
+                on_train_batch_end=lambda batch, logs: stop.check(),
+                on_test_batch_end=lambda batch, logs: stop.check(),
+            )
+            results = run(config, callbacks=[check])
     except cli.Interrupted as stop:
         print(
             f"{cli.program()}: stopped by {stop.signal_name}; rerun the same command to resume "
@@ -60,19 +67,26 @@ def train(argv: list[str]) -> None:
         )
         sys.exit(stop.exit_status)
     logging.info("results: %s", os.path.join(config.model_dir, "results.json"))
-    if results["teacher_test_error"] is None:
-        errors = "no test error: no good state to evaluate"
-    else:
-        errors = (
-            f"teacher test error {results['teacher_test_error']:.2f}%  "
-            f"student test error {results['student_test_error']:.2f}%"
-        )
-    print(
-        f"{errors}  ({results['epochs_run']} epochs, {results['wall_time_s']:.0f} s"
-        f"{', stopped: ' + results['stop_reason'] if results['stop_reason'] else ''})"
-    )
+    print(summary(results))
     if results["stop_reason"]:
         sys.exit(1)
+
+
+def summary(results: dict) -> str:
+    """The line a finished run prints: its final errors, epochs and time."""
+    errors = [
+        f"{network} {split} error {results[f'{network}_{split}_error']:.2f}%"
+        for split in ("validation", "test")
+        for network in ("teacher", "student")
+        if results.get(f"{network}_{split}_error") is not None
+    ]
+    if not errors:
+        errors = ["no error measured: no good state to evaluate"]
+    stopped = f", stopped: {results['stop_reason']}" if results["stop_reason"] else ""
+    return (
+        f"{'  '.join(errors)}  ({results['epochs_run']} epochs, "
+        f"{results['wall_time_s']:.0f} s{stopped})"
+    )
 
 
 def main() -> None:

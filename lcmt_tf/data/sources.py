@@ -19,6 +19,7 @@ from lcmt_tf.config import TFDS_NAMES, source_kind
 from lcmt_tf.errors import UserInputError
 
 UNLABELED = -1  # the label of a training image without one
+EVALUATION_SPLITS = ("test", "validation")
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
 
@@ -27,7 +28,10 @@ DIGITS_SPLIT_SEED = 0
 class ImageDataset:
     """uint8 images (N, H, W, C) and int32 labels in 0..num_classes-1; `x_unlabeled`,
     training images without labels (a folder's unlabeled/; often none); the class
-    names. Without test images (a folder with no test/) x_test is empty."""
+    names. Without test images (a folder with no test/) x_test is empty. A run with
+    --validation_fraction holds some labeled training images out as `x_validation`
+    (empty otherwise): the run evaluates on them while it trains, and on the test set
+    once at the end."""
 
     name: str
     x_train: np.ndarray
@@ -37,13 +41,30 @@ class ImageDataset:
     num_classes: int
     class_names: tuple[str, ...] = ()
     x_unlabeled: np.ndarray | None = None
+    x_validation: np.ndarray | None = None
+    y_validation: np.ndarray | None = None
 
     def __post_init__(self):
         if not self.class_names:
             object.__setattr__(self, "class_names", tuple(map(str, range(self.num_classes))))
-        if self.x_unlabeled is None:
-            empty = np.zeros((0, *self.x_train.shape[1:]), np.uint8)
-            object.__setattr__(self, "x_unlabeled", empty)
+        empty = np.zeros((0, *self.x_train.shape[1:]), np.uint8)
+        for name in ("x_unlabeled", "x_validation"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, empty)
+        if self.y_validation is None:
+            object.__setattr__(self, "y_validation", np.zeros(0, np.int32))
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(images, labels) of the "test" or the "validation" split."""
+        if name not in EVALUATION_SPLITS:
+            raise ValueError(f"split must be one of {EVALUATION_SPLITS}, not {name!r}")
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    @property
+    def monitored_split(self) -> str:
+        """The split a run evaluates on while it trains: "validation" when it holds one
+        out, else "test"."""
+        return "validation" if len(self.y_validation) else "test"
 
     def training_pool(self) -> tuple[np.ndarray, np.ndarray]:
         """Every training image, the labeled classes' first, then x_unlabeled, with

@@ -15,7 +15,8 @@ from lcmt_tf.data.split import stratified_holdout, stratified_label_split
 
 def load_run_dataset(config: TrainConfig) -> ImageDataset:
     """The run's data set; with --validation_fraction, the held-out share of each
-    class's labeled training images takes the place of the test set."""
+    class's labeled training images is its validation split (`x_validation`), out of
+    the training pool."""
     dataset = load_dataset(
         config.dataset,
         config.data_dir,
@@ -33,17 +34,18 @@ def load_run_dataset(config: TrainConfig) -> ImageDataset:
         dataset,
         x_train=dataset.x_train[kept],
         y_train=dataset.y_train[kept],
-        x_test=dataset.x_train[held_out],
-        y_test=dataset.y_train[held_out],
+        x_validation=dataset.x_train[held_out],
+        y_validation=dataset.y_train[held_out],
     )
 
 
 def evaluation_set(config: TrainConfig) -> str:
-    """What the run's test errors are measured on, in words (results.json)."""
+    """What the run evaluates on while it trains, in words (results.json)."""
     if config.validation_fraction:
         return (
             f"validation split: {config.validation_fraction:g} of each class's labeled "
-            f"training images, held out (--label_seed={config.label_seed}); not the test set"
+            f"training images, held out (--label_seed={config.label_seed}); the test set "
+            "is evaluated once, at the end"
         )
     return "test set"
 

@@ -29,11 +29,20 @@ class ModelSpec:
     min_image_size: int
     options: tuple[tuple[str, str], ...] = ()  # more keyword arguments of the builder
 
-    def build(self, num_classes: int, input_shape: tuple[int, int, int], width: float):
+    def build(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        width: float,
+        backbone_weights: str = "",
+    ):
+        """The network; `backbone_weights` (keras_applications only) is a weights file
+        of the backbone without its top."""
         function = getattr(importlib.import_module(self.module), self.builder)
-        return function(
-            num_classes=num_classes, input_shape=input_shape, width=width, **dict(self.options)
-        )
+        options = dict(self.options)
+        if backbone_weights:
+            options["weights"] = backbone_weights
+        return function(num_classes=num_classes, input_shape=input_shape, width=width, **options)
 
 
 MODELS = {

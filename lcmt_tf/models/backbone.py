@@ -1,7 +1,8 @@
 """Any Keras network as the feature extractor g: `from_backbone` wraps it into the
 `[features, logits]` contract, with a linear projection to the feature dimension
 Local Clustering acts on. `--model=keras_applications:NAME` builds one from
-keras.applications (weights=None: nothing is downloaded)."""
+keras.applications, with random weights or, with --backbone_weights, a local weights
+file (nothing is downloaded)."""
 
 from __future__ import annotations
 
@@ -44,10 +45,16 @@ def from_backbone(
 
 
 def keras_application(
-    num_classes: int, input_shape: tuple[int, int, int], width: float, application: str
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    width: float,
+    application: str,
+    weights: str | None = None,
 ) -> keras.Model:
-    """keras.applications.APPLICATION(include_top=False, weights=None) through
-    `from_backbone`; --width does not apply."""
+    """keras.applications.APPLICATION(include_top=False) through `from_backbone`, with
+    random weights or those of the file `weights` (the backbone without its top, as
+    keras.applications' own `weights=` argument takes it; nothing is downloaded);
+    --width does not apply."""
     builder = getattr(keras.applications, application, None)
     if not callable(builder):
         raise UserInputError(
@@ -57,9 +64,12 @@ def keras_application(
     if width != 1.0:
         raise UserInputError("--width applies to the built-in networks, not keras_applications")
     try:
-        backbone = builder(include_top=False, weights=None, input_shape=input_shape)
-    except ValueError as error:
-        raise UserInputError(
-            f"--model=keras_applications:{application}: {str(error).splitlines()[0]}"
-        ) from None
+        backbone = builder(include_top=False, weights=weights, input_shape=input_shape)
+    except (ValueError, OSError, KeyError) as error:
+        what = (
+            f"--backbone_weights={weights}"
+            if weights
+            else f"--model=keras_applications:{application}"
+        )
+        raise UserInputError(f"{what}: {str(error).splitlines()[0][:200]}") from None
     return from_backbone(backbone, num_classes)

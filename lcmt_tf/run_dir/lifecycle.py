@@ -163,7 +163,8 @@ def describe_dataset(config: TrainConfig, dataset: ImageDataset) -> dict[str, An
         "image_shape": list(dataset.image_shape),
         "num_train_labeled_classes": int(len(dataset.y_train)),
         "num_unlabeled_folder": int(len(dataset.x_unlabeled)),
-        "num_evaluation": int(len(dataset.y_test)),
+        "num_test": int(len(dataset.y_test)),
+        "num_validation": int(len(dataset.y_validation)),
         "evaluation_set": evaluation_set(config),
     }
 

@@ -36,13 +36,17 @@ def model_card(results: dict[str, Any], dataset_info: dict[str, Any], title: str
     if config.consistency_weight == 0 and config.lc_weight == 0:
         method = "supervised only"
     evaluated_on = results.get("evaluation_set", "test set")
+    # The best over evaluations is on the split the run monitored while training.
+    split = "validation" if "teacher_best_validation_error" in results else "test"
+    selection = "the test set" if split == "test" else "the validation split"
     metrics = [
         ("teacher test error, final epoch", results.get("teacher_test_error")),
         ("student test error, final epoch", results.get("student_test_error")),
+        ("teacher validation error, final epoch", results.get("teacher_validation_error")),
         (
-            "lowest teacher test error over the run's evaluations (selected on the test set; "
-            "not the result)",
-            results.get("teacher_best_test_error"),
+            f"lowest teacher {split} error over the run's evaluations (selected on "
+            f"{selection}; not the result)",
+            results.get(f"teacher_best_{split}_error"),
         ),
     ]
     metric_lines = "".join(
@@ -64,7 +68,7 @@ def model_card(results: dict[str, Any], dataset_info: dict[str, Any], title: str
         "      - task:\n          type: image-classification\n"
         f"        dataset:\n          name: {json.dumps(config.dataset)}\n"
         f"          type: {json.dumps(config.dataset)}\n"
-        f"          split: {json.dumps(evaluated_on)}\n"
+        "          split: test\n"
         "        metrics:\n" + metric_lines + "---\n"
     )
     classes = [str(name) for name in dataset_info.get("class_names", [])]
@@ -73,11 +77,21 @@ def model_card(results: dict[str, Any], dataset_info: dict[str, Any], title: str
     rows = [
         ("teacher test error (final epoch)", _error(results.get("teacher_test_error"))),
         ("student test error (final epoch)", _error(results.get("student_test_error"))),
+        *(
+            [
+                (
+                    "teacher validation error (final epoch)",
+                    _error(results["teacher_validation_error"]),
+                )
+            ]
+            if results.get("teacher_validation_error") is not None
+            else []
+        ),
         (
-            f"lowest teacher test error over the evaluations (epoch "
-            f"{results.get('teacher_best_test_error_epoch')}; selected on the test set, for "
-            "comparison with papers that report it)",
-            _error(results.get("teacher_best_test_error")),
+            f"lowest teacher {split} error over the evaluations (epoch "
+            f"{results.get(f'teacher_best_{split}_error_epoch')}; selected on {selection}, "
+            "for comparison with papers that report it)",
+            _error(results.get(f"teacher_best_{split}_error")),
         ),
         ("evaluated on", evaluated_on),
         (

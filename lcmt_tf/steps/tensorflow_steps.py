@@ -37,11 +37,12 @@ class TensorFlowSteps:
         return _reducible_logs(self.evaluation_metrics(data))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras workaround (overrides a private Trainer method; no public hook exists):
         # Keras (3.15) first reduces a distributed batch with strategy.reduce, which
         # MultiWorkerMirroredStrategy refuses for a dict or tuple batch
         # (keras-team/keras#20329). A MeanTeacher is built when constructed; once its
         # optimizer is built too (lcmt_tf.builders builds it before fit), there is nothing
-        # to build.
+        # to build. tests/test_keras_workarounds.py fails when Keras renames the method.
         if self.optimizer is not None and self.optimizer.built:
             return
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
@@ -111,15 +112,34 @@ class ReplicaSeedGenerator(keras.random.SeedGenerator):
         return tf.random.experimental.stateless_fold_in(seed, context.replica_id_in_sync_group)
 
 
+def seed_generators(model) -> list[keras.random.SeedGenerator]:
+    """Every `keras.random.SeedGenerator` held by a layer of `model` or of the layers
+    nested in it (through their public `layers`), each once."""
+    found: dict[int, keras.random.SeedGenerator] = {}
+
+    def walk(layer):
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator):
+                found.setdefault(id(value), value)
+        for inner in getattr(layer, "layers", ()):
+            walk(inner)
+
+    for network in (model.augmentation, model.student, model.teacher):
+        walk(network)
+    return list(found.values())
+
+
 def draw_per_replica(model) -> int:
     """Makes every seed generator of `model`'s layers (augmentation, dropout, noise: of
     the student and the teacher) a `ReplicaSeedGenerator`; returns how many there are.
-    Idempotent; the training step calls it when there are several replicas."""
-    generators = [
-        generator
-        for layer in model._flatten_layers()  # Keras' walk over every nested layer
-        for generator in getattr(layer, "_seed_generators", ())
-    ]
+    Idempotent; the training step calls it when there are several replicas.
+
+    Keras workaround: Keras has no public way to choose the class of a layer's seed
+    generator, so the generator's class is changed in place (its state variable, and so
+    checkpoints, stay as they are). tests/test_keras_workarounds.py fails when Keras
+    stops calling `SeedGenerator.next` for dropout or when this stops changing a draw.
+    """
+    generators = seed_generators(model)
     for generator in generators:
         if not isinstance(generator, ReplicaSeedGenerator):
             generator.__class__ = ReplicaSeedGenerator
