@@ -48,6 +48,7 @@ from lcmt_tf.run_dir.lock import holding
 from lcmt_tf.sanity import check_loss_terms
 from lcmt_tf.steps import SUPPORTED_BACKENDS
 
+
 def best_error_note(split: str) -> str:
     """What results.json says of the best teacher error over the run's evaluations."""
     selection = (
