@@ -76,7 +76,10 @@ def build_benchmark_model(mode: str, config: TrainConfig, dataset: ImageDataset)
     supervised, its student behind the same augmentation, trained with CE alone.
     Networks with data-dependent initialization are initialized from one batch."""
     configure_backend(config)  # seed and dtype policy
-    model = build_model(config, dataset, init_images=dataset.x_train[:LABELED])
+    # The Mean Teacher step as it was before LC existed: no LC distances measured.
+    model = build_model(
+        config, dataset, init_images=dataset.x_train[:LABELED], measure_local_clustering=False
+    )
     if mode != "supervised":
         model.consistency_weight.assign(config.consistency_weight)
         model.lc_weight.assign(config.lc_weight)

@@ -9,20 +9,24 @@ import logging
 import os
 
 import keras
+import numpy as np
 
 from lcmt_tf.augment import Augmentation
 from lcmt_tf.callbacks import (
     CollapseMonitor,
     ConciseProgbar,
+    ConfirmationBiasMonitor,
     ConsistencyRampup,
     EvaluationErrors,
     HistoryCSV,
     LocalClusteringSchedule,
     NonFiniteLossGuard,
+    evaluation_epochs,
     linear_lr_decay,
 )
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import ImageDataset, LabeledBatches, SemiSupervisedBatches
+from lcmt_tf.diagnostics import NAMES as DIAGNOSTICS
 from lcmt_tf.distribute import Distribution, set_batch_norm_synchronized
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.mean_teacher import MeanTeacher, error_names
@@ -65,7 +69,12 @@ def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     )
 
 
-def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) -> MeanTeacher:
+def build_model(
+    config: TrainConfig,
+    dataset: ImageDataset,
+    init_images=None,
+    measure_local_clustering: bool = True,
+) -> MeanTeacher:
     """The compiled MeanTeacher for this configuration and data.
 
     With `init_images` (raw training images: a run that starts, not one restored),
@@ -73,7 +82,9 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
     starts from --init_from's weights if given, else networks with
     data-dependent initialization (conv_large_wn) are initialized from the images,
     normalized and not augmented; then the teacher is copied from the student. λ1 and
-    λ2 start at 0; the schedule callbacks set them every epoch.
+    λ2 start at 0; the schedule callbacks set them every epoch. A Mean Teacher model
+    measures LC's distances without training on them unless `measure_local_clustering`
+    is False (the benchmark's plain Mean Teacher step).
     """
     spec = model_spec(config.model)
     starting = init_images is not None  # not restored: the weights come from here
@@ -118,6 +129,10 @@ def build_model(config: TrainConfig, dataset: ImageDataset, init_images=None) ->
         lc_epsilon=config.lc_epsilon,
         use_local_clustering=config.lc_weight > 0,
         forward_passes=config.forward_passes,
+        measure_local_clustering=measure_local_clustering,
+        lc_epsilon_batch_quantile=config.lc_epsilon_batch_quantile,
+        lc_epsilon_batch_momentum=config.lc_epsilon_batch_momentum,
+        lc_self_pairs=config.lc_self_pairs,
     )
     model.compile(
         optimizer=build_optimizer(config),
@@ -150,12 +165,30 @@ def evaluation_batches(
     )
 
 
+def diagnostics_pool(
+    config: TrainConfig, batches: SemiSupervisedBatches
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(images, true labels) of the unlabeled images the confirmation-bias diagnostics
+    measure: a fixed sample (seeded by --seed) of at most --diagnostics_sample of the
+    run's unlabeled images whose labels are known (a benchmark's, or a folder's train/
+    images left unlabeled; not unlabeled/). None when off or when there are none."""
+    if not config.diagnostics_sample:
+        return None
+    known = batches.unlabeled_indices[batches.labels[batches.unlabeled_indices] >= 0]
+    if not len(known):
+        return None
+    count = min(config.diagnostics_sample, len(known))
+    chosen = np.sort(np.random.default_rng([config.seed, 3]).choice(known, count, replace=False))
+    return batches.images[chosen], batches.labels[chosen]
+
+
 def build_callbacks(
     config: TrainConfig,
     batches: SemiSupervisedBatches,
     evaluation_split: str,
     is_chief: bool = True,
     user_callbacks=(),
+    diagnostics=None,
 ) -> list[keras.callbacks.Callback]:
     """The run's callbacks, in the order they must run: the batches learn the epoch
     before the schedules measure on them; guards and the evaluation's errors add to the
@@ -163,7 +196,10 @@ def build_callbacks(
     and before the history, the checkpoint and TensorBoard read them. The checkpoint
     saves the state of every callback of the run that has one. Only the chief's list
     has the callbacks that write the run directory (every process runs the others:
-    they take part in collectives)."""
+    they take part in collectives). `diagnostics`: (images, labels) for the
+    ConfirmationBiasMonitor (`diagnostics_pool`), or None."""
+    evaluate_at = evaluation_epochs(config.eval_every, config.epochs)
+    monitor = [] if diagnostics is None else [ConfirmationBiasMonitor(*diagnostics, evaluate_at)]
     callbacks = [
         batches.epoch_callback(),
         ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
@@ -174,11 +210,13 @@ def build_callbacks(
             config.lc_epsilon,
             epsilon_quantile=config.lc_epsilon_quantile,
             distance_batches=batches.global_batches(),
+            assign_epsilon=not config.lc_epsilon_batch_quantile,
         ),
         linear_lr_decay(config.lr, config.lr_decay_start(), config.epochs),
         NonFiniteLossGuard(),
         CollapseMonitor(stop=config.stop_on_collapse),
         EvaluationErrors(evaluation_split),
+        *monitor,
         ConciseProgbar(),
         *user_callbacks,
     ]
@@ -190,7 +228,7 @@ def build_callbacks(
         # again on resume (its row is replaced), never loses a row.
         HistoryCSV(
             os.path.join(config.model_dir, HISTORY_FILE),
-            extra_columns=error_names(evaluation_split),
+            extra_columns=(*error_names(evaluation_split), *(DIAGNOSTICS if monitor else ())),
         ),
         ResumeCheckpoint(
             os.path.join(config.model_dir, STATE_FILE), callbacks, config.kept_epochs()

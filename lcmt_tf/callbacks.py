@@ -3,8 +3,9 @@
 The schedules (ConsistencyRampup, LocalClusteringSchedule, linear_lr_decay) set a
 backend variable of the model at the start of every epoch, so the compiled step is
 never retraced; the step reports the values it used. EvaluationErrors names what
-fit's validation measured, NonFiniteLossGuard and CollapseMonitor watch the run;
-HistoryCSV writes its epochs.
+fit's validation measured, ConfirmationBiasMonitor measures what happens to the
+unlabeled images the teacher gets wrong, NonFiniteLossGuard and CollapseMonitor watch
+the run; HistoryCSV writes its epochs.
 
 Callbacks whose state must survive a resume have `get_state()` and `set_state()`
 (dicts of numbers), which `lcmt_tf.run_dir.checkpoint` saves with the training state.
@@ -19,6 +20,7 @@ import math
 import keras
 import numpy as np
 
+from lcmt_tf.diagnostics import confirmation_bias
 from lcmt_tf.files import atomic_write_csv
 from lcmt_tf.mean_teacher import errors_from_accuracies
 from lcmt_tf.schedules import linear_decay, sigmoid_rampup
@@ -46,7 +48,8 @@ class LocalClusteringSchedule(keras.callbacks.Callback):
     paper) the q-quantile of the pair distances LC's mask acts on, measured once at
     the start epoch on `distance_batches` (the first `measure_batches` batches of that
     epoch, through the current student as the training step runs it) and kept for the
-    rest of the run, resumes included.
+    rest of the run, resumes included. With `assign_epsilon` False the step sets ε
+    itself (`MeanTeacher.lc_epsilon_batch_quantile`) and this leaves it alone.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class LocalClusteringSchedule(keras.callbacks.Callback):
         epsilon_quantile: float = 0.0,
         distance_batches=None,
         measure_batches: int = 4,
+        assign_epsilon: bool = True,
     ):
         super().__init__()
         if epsilon_quantile and distance_batches is None:
@@ -69,6 +73,7 @@ class LocalClusteringSchedule(keras.callbacks.Callback):
         self.epsilon_quantile = float(epsilon_quantile)
         self.distance_batches = distance_batches
         self.measure_batches = int(measure_batches)
+        self.assign_epsilon = bool(assign_epsilon)
         self.epsilon_measured_at: int | None = None  # epoch (0-based) of the measurement
         self.current = 0.0
 
@@ -96,7 +101,8 @@ class LocalClusteringSchedule(keras.callbacks.Callback):
             )
         self.current = self.weight_at(epoch)
         self.model.lc_weight.assign(self.current)
-        self.model.lc_epsilon.assign(self.epsilon)
+        if self.assign_epsilon:
+            self.model.lc_epsilon.assign(self.epsilon)
 
     def get_state(self) -> dict[str, float]:
         measured = -1 if self.epsilon_measured_at is None else self.epsilon_measured_at
@@ -192,6 +198,81 @@ class EvaluationErrors(keras.callbacks.Callback):
         if state:
             self.best_teacher_error = float(state["best_teacher_error"])
             self.best_epoch = int(state["best_epoch"])
+
+
+class ConfirmationBiasMonitor(keras.callbacks.Callback):
+    """Confirmation-bias diagnostics (`lcmt_tf.diagnostics`) at fit's evaluations.
+
+    After each epoch in `evaluate_at` (1-based: the epochs fit evaluates,
+    `evaluation_epochs`) that ended with a finite loss, it runs the student and the
+    teacher in inference mode over `images`, unlabeled training images whose true
+    `labels` are known (they are never used for training), and adds
+    `lcmt_tf.diagnostics.NAMES` to the epoch's logs: the teacher's error on them, the
+    images fixed and broken since the previous evaluation (NaN at the first one), and
+    who the misclassified images' neighbours are within the run's current ε. Its state
+    (the previous predictions) is saved with the run, so a resumed run measures what an
+    uninterrupted one does. Put it before the callbacks that write the logs.
+
+    Example:
+        monitor = ConfirmationBiasMonitor(x_pool, hidden_labels, evaluation_epochs(5, 100))
+        model.fit(batches, epochs=100, validation_data=..., validation_freq=...,
+                  callbacks=[monitor])
+    """
+
+    def __init__(self, images, labels, evaluate_at, batch_size: int = 500):
+        super().__init__()
+        self.images = images
+        self.labels = np.asarray(labels)
+        self.evaluate_at = frozenset(int(epoch) for epoch in evaluate_at)
+        self.batch_size = int(batch_size)
+        self.previous_predictions: np.ndarray | None = None
+        self.last_result: dict[str, float] | None = None
+        self._probe = None
+
+    def measure(self) -> tuple[np.ndarray, np.ndarray]:
+        """(student features z, teacher predictions) of `images`, in inference mode."""
+        if self._probe is None:  # one compiled function over the model's current weights
+            self._probe = _FeaturesAndTeacherLogits(self.model)
+        features, logits = self._probe.predict(self.images, batch_size=self.batch_size, verbose=0)
+        return np.asarray(features, np.float32), np.argmax(logits, axis=-1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 not in self.evaluate_at or logs is None:
+            return
+        if not np.isfinite(float(logs.get("loss", 0.0))):
+            return
+        features, predictions = self.measure()
+        epsilon = float(keras.ops.convert_to_numpy(self.model.lc_epsilon))
+        self.last_result = confirmation_bias(
+            features, predictions, self.labels, epsilon, self.previous_predictions
+        )
+        self.previous_predictions = predictions
+        logs.update(self.last_result)
+
+    def get_state(self) -> dict:
+        if self.previous_predictions is None:
+            return {}
+        return {"previous_predictions": self.previous_predictions}
+
+    def set_state(self, state: dict) -> None:
+        previous = state.get("previous_predictions")
+        if previous is not None and len(previous) == len(self.labels):  # the same sample
+            self.previous_predictions = np.asarray(previous)
+
+
+class _FeaturesAndTeacherLogits(keras.Model):
+    """images -> (the student's features z, the teacher's logits), in inference mode,
+    with the MeanTeacher's own (current) weights: what the diagnostics predict with."""
+
+    def __init__(self, mean_teacher):
+        super().__init__(name="features_and_teacher_logits")
+        self.mean_teacher = mean_teacher
+
+    def call(self, images):
+        normalized = self.mean_teacher.augmentation(images, training=False)
+        features, _ = self.mean_teacher.student(normalized, training=False)
+        _, teacher_logits = self.mean_teacher.teacher(normalized, training=False)
+        return features, teacher_logits
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):

@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.models import KERAS_APPLICATIONS_PREFIX, MODELS, model_spec
+from lcmt_tf.models import KERAS_APPLICATIONS_PREFIX, MODELS, is_model_name, model_spec
 
 if TYPE_CHECKING:
     from lcmt_tf.data import ImageDataset
@@ -39,6 +39,7 @@ RESUMABLE_DIFFERENCES = (
     "cache_dir",
     "max_image_pixels",
     "sanity_check",
+    "diagnostics_sample",
     # How a multi-worker run is launched, not what it computes; each process has its own.
     "coordinator_address",
     "num_processes",
@@ -101,8 +102,10 @@ class TrainConfig:
     # model
     model: str = setting(
         "digits_net",
-        f"network: {', '.join(MODELS)}, or keras_applications:NAME (a keras.applications "
-        "backbone without weights, e.g. keras_applications:ResNet50V2)",
+        f"network: {', '.join(MODELS)}; keras_applications:NAME (a keras.applications "
+        "backbone, e.g. keras_applications:ResNet50V2, random weights or --backbone_weights); "
+        "or keras_hub:PRESET_DIR (a KerasHub image backbone with its weights, from a local "
+        "preset folder; needs keras-hub)",
     )
     init_from: str = setting(
         "",
@@ -160,11 +163,35 @@ class TrainConfig:
         "to the q-quantile of the LC pair distances measured on the current model, and "
         "kept; 0 = use --lc_epsilon",
     )
+    lc_epsilon_batch_quantile: float = setting(
+        0.0,
+        "extension, not in the paper: with q in (0, 1), epsilon is the q-quantile of every "
+        "step's LC pair distances (no gradient), so it follows the features' scale as LC "
+        "contracts them; measured in Mean Teacher runs too; 0 = a fixed epsilon",
+    )
+    lc_epsilon_batch_momentum: float = setting(
+        0.0,
+        "with --lc_epsilon_batch_quantile: epsilon = m * previous + (1 - m) * the step's "
+        "quantile, a moving average over steps starting from --lc_epsilon; 0 = each step's "
+        "own quantile",
+    )
+    lc_self_pairs: bool = setting(
+        True,
+        "count the i = j pairs of the unlabeled block as LC neighbours, as the authors' code "
+        "does (distance 0: each adds 1 to the loss's denominator and nothing to its "
+        "numerator); false = only pairs of two different images",
+    )
     # running
     eval_every: int = setting(
         5,
         "evaluate every N epochs and after the last (fit's validation_data: on the "
         "validation split with --validation_fraction, else on the test set)",
+    )
+    diagnostics_sample: int = setting(
+        2000,
+        "at every evaluation, confirmation-bias diagnostics over this many unlabeled images "
+        "whose true labels are known (a fixed seeded sample of the pool; the labels are "
+        "never trained on); 0 = off. One device only",
     )
     model_dir: str = setting(
         "runs/default", "run directory: logs, checkpoints, results; rerun to resume"
@@ -303,9 +330,9 @@ class TrainConfig:
         )
         _check(self.input_noise >= 0, "--input_noise must be >= 0")
         _check(
-            self.model in MODELS or self.model.startswith(KERAS_APPLICATIONS_PREFIX),
-            f"--model must be one of {', '.join(MODELS)} or keras_applications:NAME, "
-            f"not {self.model!r}",
+            is_model_name(self.model),
+            f"--model must be one of {', '.join(MODELS)}, keras_applications:NAME or "
+            f"keras_hub:PRESET_DIR, not {self.model!r}",
         )
         if self.backbone_weights:
             _check(
@@ -343,6 +370,19 @@ class TrainConfig:
             "Local Clustering would never run; lower it or set --lc_weight=0",
         )
         _check(self.eval_every >= 1, "--eval_every must be >= 1 epoch")
+        _check(self.diagnostics_sample >= 0, "--diagnostics_sample must be >= 0 (0 = off)")
+        _check(
+            0 <= self.lc_epsilon_batch_quantile < 1,
+            "--lc_epsilon_batch_quantile must be in [0, 1) (0 = a fixed epsilon)",
+        )
+        _check(
+            0 <= self.lc_epsilon_batch_momentum < 1,
+            "--lc_epsilon_batch_momentum must be in [0, 1)",
+        )
+        _check(
+            not (self.lc_epsilon_batch_quantile and self.lc_epsilon_quantile),
+            "--lc_epsilon_batch_quantile and --lc_epsilon_quantile both set epsilon: give one",
+        )
         try:
             kept = self.kept_epochs()
         except ValueError:

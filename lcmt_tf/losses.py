@@ -62,13 +62,17 @@ def pairwise_mean_squared_distance(a, b, same: bool = False, method: str = "auto
     return distances
 
 
-def _neighbor_term(distances, epsilon):
+def _neighbor_term(distances, epsilon, exclude_diagonal: bool = False):
     """Eq. (4)-(5) for one block of pairs: sum(m * exp(-d/eps) * d) / sum(m).
 
     Returns (term, neighbor_count). The mask m = [d <= eps] carries no gradient; the
-    term is 0 (not NaN) when the block has no neighbor pair.
+    term is 0 (not NaN) when the block has no neighbor pair. With `exclude_diagonal`
+    (a square block of a set with itself) the i = j pairs are not neighbours.
     """
-    mask = ops.stop_gradient(ops.cast(distances <= epsilon, "float32"))
+    mask = ops.cast(distances <= epsilon, "float32")
+    if exclude_diagonal:
+        mask = mask * (1.0 - ops.eye(ops.shape(distances)[0], dtype="float32"))
+    mask = ops.stop_gradient(mask)
     weights = ops.exp(-distances / epsilon)
     neighbor_count = ops.sum(mask)
     weighted_sum = ops.sum(mask * weights * distances)
@@ -86,18 +90,32 @@ def lc_distances(z_labeled, z_unlabeled, method: str = "auto"):
     )
 
 
-def local_clustering_of_distances(distances, epsilon):
-    """`local_clustering` on the blocks `lc_distances` returns."""
+def local_clustering_of_distances(distances, epsilon, self_pairs: bool = True):
+    """`local_clustering` on the blocks `lc_distances` returns.
+
+    `self_pairs`: the i = j pairs of the unlabeled-unlabeled block count as neighbour
+    pairs, as in the authors' code. Their distance is 0, so each adds 1 to the
+    denominator sum(m) and nothing to the numerator: they scale the U-U term down by
+    sum(m) / (sum(m) + n_u), most when few pairs of different images are within ε.
+    False: only pairs of two different images count (and the neighbour fraction is
+    over those pairs).
+    """
     epsilon = ops.cast(epsilon, "float32")
     labeled_unlabeled, unlabeled_unlabeled = distances
     term_lu, count_lu = _neighbor_term(labeled_unlabeled, epsilon)
-    term_uu, count_uu = _neighbor_term(unlabeled_unlabeled, epsilon)
+    term_uu, count_uu = _neighbor_term(
+        unlabeled_unlabeled, epsilon, exclude_diagonal=not self_pairs
+    )
     total_pairs = ops.cast(ops.size(labeled_unlabeled) + ops.size(unlabeled_unlabeled), "float32")
+    if not self_pairs:
+        total_pairs = total_pairs - ops.cast(ops.shape(unlabeled_unlabeled)[0], "float32")
     neighbor_fraction = ops.stop_gradient((count_lu + count_uu) / total_pairs)
     return term_lu + term_uu, neighbor_fraction
 
 
-def local_clustering(z_labeled, z_unlabeled, epsilon, method: str = "auto"):
+def local_clustering(
+    z_labeled, z_unlabeled, epsilon, method: str = "auto", self_pairs: bool = True
+):
     """Local Clustering loss and the share of pairs within epsilon.
 
     Args:
@@ -105,21 +123,57 @@ def local_clustering(z_labeled, z_unlabeled, epsilon, method: str = "auto"):
         z_unlabeled: (n_u, d) features of the unlabeled images.
         epsilon: neighborhood radius (float or scalar tensor/variable), > 0.
         method: how distances are formed (`pairwise_mean_squared_distance`).
+        self_pairs: count the i = j pairs of the U-U block, as the authors' code does
+            (`local_clustering_of_distances`).
 
     Returns:
         (loss, neighbor_fraction): loss = term(L, U) + term(U, U) as in eq. (5), where
-            the U-U block includes the i = j pairs; neighbor_fraction = neighbor pairs /
-            all pairs over those two blocks (labeled-labeled pairs are not used).
+            the U-U block includes the i = j pairs unless `self_pairs` is False;
+            neighbor_fraction = neighbor pairs / all pairs over those two blocks
+            (labeled-labeled pairs are not used).
     """
-    return local_clustering_of_distances(lc_distances(z_labeled, z_unlabeled, method), epsilon)
+    distances = lc_distances(z_labeled, z_unlabeled, method)
+    return local_clustering_of_distances(distances, epsilon, self_pairs)
 
 
-def distance_quantiles(distances, quantiles):
-    """Quantiles (NumPy's linear interpolation) of the distances of every pair in the
-    blocks `lc_distances` returns: the distribution the neighbor mask d <= epsilon
-    acts on. No gradient."""
-    flat = ops.concatenate([ops.reshape(block, (-1,)) for block in distances])
-    return ops.quantile(ops.stop_gradient(flat), quantiles)
+def distance_quantiles(distances, quantiles, self_pairs: bool = True) -> list:
+    """Quantiles (linear interpolation, NumPy's default) of the pair distances Local
+    Clustering acts on: the blocks `lc_distances` returns, with or without the i = j
+    pairs of the unlabeled-unlabeled block (`self_pairs`). No gradient. The
+    distribution the neighbor mask d <= epsilon acts on, and what an ε that follows the
+    features (`--lc_epsilon_batch_quantile`) is set to.
+
+    Args:
+        distances: (labeled-unlabeled (n_l, n_u), unlabeled-unlabeled (n_u, n_u)).
+        quantiles: values in [0, 1].
+        self_pairs: whether the n_u zero distances of the U-U diagonal count.
+
+    Returns:
+        A float32 scalar per quantile.
+    """
+    labeled_unlabeled, unlabeled_unlabeled = (ops.stop_gradient(d) for d in distances)
+    count = ops.size(labeled_unlabeled) + ops.size(unlabeled_unlabeled)
+    if not self_pairs:  # the diagonal sorts last, past every position read below
+        size = ops.shape(unlabeled_unlabeled)[0]
+        unlabeled_unlabeled = ops.where(
+            ops.eye(size, dtype="bool"), float("inf"), unlabeled_unlabeled
+        )
+        count = count - size
+    ordered = ops.sort(
+        ops.concatenate(
+            [ops.reshape(labeled_unlabeled, (-1,)), ops.reshape(unlabeled_unlabeled, (-1,))]
+        )
+    )
+    last = ops.cast(count - 1, "float32")
+    values = []
+    for quantile in quantiles:
+        position = float(quantile) * last
+        low = ops.floor(position)
+        high = ops.minimum(low + 1.0, last)
+        fraction = position - low
+        below, above = (ops.take(ordered, ops.cast(i, "int32")) for i in (low, high))
+        values.append(below * (1.0 - fraction) + above * fraction)
+    return values
 
 
 def local_clustering_loss(z_labeled, z_unlabeled, epsilon):

@@ -100,9 +100,20 @@ class MeanTeacher(BackendSteps, keras.Model):
         lc_weight: initial value of lambda2, the LC loss's weight.
         lc_epsilon: initial value of epsilon, the LC neighbourhood radius (mean squared
             feature distance).
-        use_local_clustering: False skips the LC computation entirely (plain Mean
-            Teacher); lc and lc_neighbor_fraction are then reported as 0, and the
-            LC_TERMS not at all.
+        use_local_clustering: False leaves LC out of the loss (plain Mean Teacher).
+        measure_local_clustering: with `use_local_clustering` False, still measure what
+            LC would see (its value, neighbour fraction, epsilon and distance
+            quantiles, on features with no gradient), so that a Mean Teacher run shows
+            the distances an MT + LC run forked from it starts with; False skips the
+            computation entirely (lc and lc_neighbor_fraction are then reported as 0,
+            and the LC_TERMS not at all).
+        lc_epsilon_batch_quantile: an extension, not in the paper: with q in (0, 1), ε
+            is the q-quantile of each step's LC pair distances, so it follows the
+            features' scale (`lc_epsilon_for`); 0 keeps `lc_epsilon`.
+        lc_epsilon_batch_momentum: with a batch quantile, m in [0, 1): ε is a moving
+            average of the quantiles over steps, starting from `lc_epsilon`.
+        lc_self_pairs: count the i = j pairs of the unlabeled block as neighbours, as
+            the authors' code does (see `local_clustering_of_distances`).
         forward_passes: "joint" runs each network once over the labeled and unlabeled
             images together; "separate" runs it once per group, as the authors' code
             does, so that batch statistics are per group.
@@ -127,6 +138,10 @@ class MeanTeacher(BackendSteps, keras.Model):
         lc_epsilon: float = 1.0,
         use_local_clustering: bool = True,
         forward_passes: str = "joint",
+        measure_local_clustering: bool = True,
+        lc_epsilon_batch_quantile: float = 0.0,
+        lc_epsilon_batch_momentum: float = 0.0,
+        lc_self_pairs: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -136,6 +151,10 @@ class MeanTeacher(BackendSteps, keras.Model):
             )
         self.forward_passes = forward_passes
         self.use_local_clustering = bool(use_local_clustering)
+        self.measure_local_clustering = bool(measure_local_clustering)
+        self.lc_epsilon_batch_quantile = float(lc_epsilon_batch_quantile)
+        self.lc_epsilon_batch_momentum = float(lc_epsilon_batch_momentum)
+        self.lc_self_pairs = bool(lc_self_pairs)
         self.student = student
         self.augmentation = augmentation
         self.ema_decay = float(ema_decay)
@@ -148,21 +167,31 @@ class MeanTeacher(BackendSteps, keras.Model):
             variable.trainable = False
         self.consistency_weight = self._scalar_variable(consistency_weight, "consistency_weight")
         self.lc_weight = self._scalar_variable(lc_weight, "lc_weight")
-        self.lc_epsilon = self._scalar_variable(lc_epsilon, "lc_epsilon")
-        logged = LOSS_TERMS + (LC_TERMS if self.use_local_clustering else ())
+        # The step may assign ε (lc_epsilon_batch_quantile): every replica computes the
+        # same value from the global batch's distances, and the first one's is kept.
+        self.lc_epsilon = self._scalar_variable(
+            lc_epsilon, "lc_epsilon", aggregation="only_first_replica"
+        )
+        logged = LOSS_TERMS + (LC_TERMS if self.computes_local_clustering else ())
         self._term_trackers = {name: keras.metrics.Mean(name=name) for name in logged}
         self.student_accuracy = keras.metrics.SparseCategoricalAccuracy(name="student_accuracy")
         self.teacher_accuracy = keras.metrics.SparseCategoricalAccuracy(name="teacher_accuracy")
         self._ema_positions = None
         self.built = True
 
-    def _scalar_variable(self, value, name):
+    def _scalar_variable(self, value, name, aggregation="none"):
         return self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(float(value)),
             trainable=False,
             name=name,
+            aggregation=aggregation,
         )
+
+    @property
+    def computes_local_clustering(self) -> bool:
+        """Whether a step computes LC's distances: in the loss, or measured only."""
+        return self.use_local_clustering or self.measure_local_clustering
 
     @property
     def metrics(self):
@@ -244,6 +273,50 @@ class MeanTeacher(BackendSteps, keras.Model):
         blocks = self.global_lc_distances(features, num_labeled)
         return ops.concatenate([ops.reshape(block, (-1,)) for block in blocks])
 
+    def lc_epsilon_for(self, distances):
+        """The ε of this step: the `lc_epsilon` variable, or with
+        `lc_epsilon_batch_quantile` = q the q-quantile of this step's pair distances
+        (no gradient), averaged over steps with `lc_epsilon_batch_momentum` = m
+        (ε = m ε_previous + (1 - m) quantile); then the variable is assigned the ε used,
+        so it is logged, checkpointed and followed from step to step."""
+        if not self.lc_epsilon_batch_quantile:
+            return self.lc_epsilon
+        (quantile,) = distance_quantiles(
+            distances, [self.lc_epsilon_batch_quantile], self.lc_self_pairs
+        )
+        previous = ops.convert_to_tensor(self.lc_epsilon, "float32")
+        momentum = self.lc_epsilon_batch_momentum
+        epsilon = momentum * previous + (1.0 - momentum) * quantile if momentum else quantile
+        # A batch whose pairs all coincide (distance 0) keeps the previous ε.
+        epsilon = ops.where(epsilon > 0, epsilon, previous)
+        self.lc_epsilon.assign(epsilon)
+        return epsilon
+
+    def local_clustering_terms(self, student_features, num_labeled):
+        """(lc, neighbor_fraction, the LC_TERMS) of a step. With `use_local_clustering`
+        the LC loss of the student's features; with only `measure_local_clustering`
+        the same numbers on features with no gradient (out of the loss); otherwise
+        nothing is computed (zeros, no LC_TERMS)."""
+        if not self.computes_local_clustering:
+            zero = ops.zeros((), "float32")
+            return zero, zero, {}
+        features = (
+            student_features if self.use_local_clustering else ops.stop_gradient(student_features)
+        )
+        distances = self.global_lc_distances(features, num_labeled)
+        epsilon = self.lc_epsilon_for(distances)
+        lc, neighbor_fraction = local_clustering_of_distances(
+            distances, epsilon, self.lc_self_pairs
+        )
+        quantiles = distance_quantiles(
+            distances, list(LC_DISTANCE_QUANTILES.values()), self.lc_self_pairs
+        )
+        terms = {
+            "lc_epsilon": ops.convert_to_tensor(epsilon, "float32"),
+            **dict(zip(LC_DISTANCE_QUANTILES, quantiles)),
+        }
+        return lc, neighbor_fraction, terms
+
     def compute_losses(self, data):
         """One training forward pass over the batch dict `data`.
 
@@ -268,18 +341,10 @@ class MeanTeacher(BackendSteps, keras.Model):
             keras.losses.sparse_categorical_crossentropy(labels, labeled_logits, from_logits=True)
         )
         consistency = softmax_mse(student_logits, teacher_logits)
-        lc_terms = {}
+        lc, neighbor_fraction, lc_terms = self.local_clustering_terms(student_features, num_labeled)
+        loss = ce + self.consistency_weight * consistency
         if self.use_local_clustering:
-            distances = self.global_lc_distances(student_features, num_labeled)
-            lc, neighbor_fraction = local_clustering_of_distances(distances, self.lc_epsilon)
-            quantiles = distance_quantiles(distances, list(LC_DISTANCE_QUANTILES.values()))
-            lc_terms = {
-                "lc_epsilon": ops.convert_to_tensor(self.lc_epsilon),
-                **{name: quantiles[i] for i, name in enumerate(LC_DISTANCE_QUANTILES)},
-            }
-        else:  # plain Mean Teacher: the pairwise distances are not computed at all
-            lc = neighbor_fraction = ops.zeros((), "float32")
-        loss = ce + self.consistency_weight * consistency + self.lc_weight * lc
+            loss = loss + self.lc_weight * lc
         terms = {
             "loss": loss,
             "ce": ce,
@@ -362,6 +427,10 @@ class MeanTeacher(BackendSteps, keras.Model):
             "lc_weight": float(ops.convert_to_numpy(self.lc_weight)),
             "lc_epsilon": float(ops.convert_to_numpy(self.lc_epsilon)),
             "use_local_clustering": self.use_local_clustering,
+            "measure_local_clustering": self.measure_local_clustering,
+            "lc_epsilon_batch_quantile": self.lc_epsilon_batch_quantile,
+            "lc_epsilon_batch_momentum": self.lc_epsilon_batch_momentum,
+            "lc_self_pairs": self.lc_self_pairs,
             "forward_passes": self.forward_passes,
         }
 

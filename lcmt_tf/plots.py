@@ -129,6 +129,64 @@ def plot_curves(curves: dict, path: str) -> None:
     save(figure, path)
 
 
+# The panels of plot_bias: (title, [(column, line style, label)]).
+BIAS_PANELS = (
+    ("teacher error on the unlabeled images (%)", [("unlabeled_teacher_error", "-", "")]),
+    (
+        "since the previous evaluation (images)",
+        [("unlabeled_fixed", "-", "fixed"), ("unlabeled_broken", "--", "broken")],
+    ),
+    (
+        "ε-neighbours of the misclassified images (share)",
+        [
+            ("misclassified_neighbors_same_wrong", "-", "same wrong prediction"),
+            ("misclassified_neighbors_true_class", "--", "correct, true class"),
+        ],
+    ),
+    ("misclassified images without an ε-neighbour (share)", [("misclassified_isolated", "-", "")]),
+    ("pairs within ε (share)", [("unlabeled_neighbor_fraction", "-", "")]),
+    (
+        "pair distances in z",
+        [
+            ("unlabeled_distance_p10", ":", "p10"),
+            ("unlabeled_distance_p50", "-", "p50"),
+            ("unlabeled_distance_p90", "--", "p90"),
+        ],
+    ),
+)
+
+
+def plot_bias(curves: dict, path: str) -> None:
+    """The confirmation-bias diagnostics against epoch for each method (mean over
+    seeds), one panel per question, the LC start epoch marked."""
+    plt = pyplot()
+    figure, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for axis, (title, lines) in zip(axes.ravel(), BIAS_PANELS):
+        for method, entry in sorted(curves["methods"].items(), reverse=True):
+            for column, style, label in lines:
+                method_label = f"{METHOD_LABELS[method]} ({len(entry['seeds'])} seeds)"
+                axis.plot(
+                    entry["epochs"],
+                    _none_to_nan(entry[f"{column}_mean"]),
+                    style,
+                    color=METHOD_COLORS[method],
+                    label=f"{method_label}{', ' + label if label else ''}",
+                )
+        if curves["lc_start_epoch"] is not None:
+            axis.axvline(curves["lc_start_epoch"], color="gray", linestyle=":")
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6)
+    start = curves["lc_start_epoch"]
+    figure.suptitle(
+        f"{curves['setting']}: confirmation bias at each evaluation (mean over seeds"
+        f"{f'; LC starts at epoch {start}, dotted' if start is not None else ''})"
+    )
+    figure.tight_layout()
+    save(figure, path)
+
+
 def plot_tsne(
     panels: Sequence[dict], path: str, color_by: str, class_names: Sequence[str] | None = None
 ) -> None:

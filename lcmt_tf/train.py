@@ -14,6 +14,7 @@ Files in config.model_dir (lcmt_tf.run_dir):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -26,9 +27,11 @@ from lcmt_tf.builders import (
     build_callbacks,
     build_model,
     configure_backend,
+    diagnostics_pool,
     evaluation_batches,
 )
 from lcmt_tf.callbacks import (
+    ConfirmationBiasMonitor,
     EvaluationErrors,
     LocalClusteringSchedule,
     NonFiniteLossGuard,
@@ -36,6 +39,7 @@ from lcmt_tf.callbacks import (
 )
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data.training_data import evaluation_set, load_training_data
+from lcmt_tf.diagnostics import without_nan
 from lcmt_tf.distribute import Distribution, check_batch_split, start_distribution
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.mean_teacher import MeanTeacher, error_names, errors_from_accuracies
@@ -98,6 +102,30 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
         return _train(config, distribution, resuming, list(callbacks))
 
 
+def fork(
+    source: str, config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> dict[str, Any]:
+    """The paper's protocol in-process: trains `config` (an MT + LC configuration)
+    from the Mean Teacher run `source` at `config.lc_start_epoch`, as `--fork_from`
+    does, and returns the results dict.
+
+    Args:
+        source: a run directory that kept its training state after the LC start epoch
+            (`--keep_epochs`, or a run that stopped exactly there); every setting that
+            shapes the epochs before the fork must agree (`lcmt_tf.run_dir.fork`).
+        config: the forked run's settings; its `model_dir` is where it trains.
+        callbacks: your own Keras callbacks, as for `run`.
+
+    Example:
+        mt = lcmt_tf.train_config(["--flagfile=digits_mt", "--keep_epochs=60",
+                                   "--model_dir=runs/mt"])
+        lcmt_tf.run(mt)
+        results = lcmt_tf.fork("runs/mt", lcmt_tf.train_config(
+            ["--flagfile=digits", "--model_dir=runs/mtlc"]))
+    """
+    return run(dataclasses.replace(config, fork_from=str(source)), callbacks)
+
+
 def _train(
     config: TrainConfig, distribution: Distribution, resuming: bool, user_callbacks: list
 ) -> dict[str, Any]:
@@ -122,8 +150,10 @@ def _train(
         model = build_model(config, dataset, init_images)
         if config.sanity_check:
             check_loss_terms(model, batches.batch(0), config.consistency_weight, config.lc_weight)
+        # The diagnostics run the model in this process alone: on one device only.
+        diagnostics = diagnostics_pool(config, batches) if distribution.engine is None else None
         callbacks = build_callbacks(
-            config, batches, monitored, distribution.is_chief, user_callbacks
+            config, batches, monitored, distribution.is_chief, user_callbacks, diagnostics
         )
         # Everything above only reads; from here on the chief writes the run directory.
         initial_epoch = start_run_directory(
@@ -188,7 +218,6 @@ def final_results(
     stopped_by = next((c for c in callbacks if getattr(c, "stop_reason", None)), None)
     stop_reason = stopped_by.stop_reason if stopped_by else None
     evaluation = next(c for c in callbacks if isinstance(c, EvaluationErrors))
-    schedule = next(c for c in callbacks if isinstance(c, LocalClusteringSchedule))
     state_path = os.path.join(config.model_dir, STATE_FILE)
     diverged_without_good_state = isinstance(stopped_by, NonFiniteLossGuard) and not (
         os.path.exists(state_path)
@@ -205,6 +234,8 @@ def final_results(
         evaluation.record(
             {name: final[name] for name in error_names(evaluation.split)}, int(epochs_run)
         )
+    schedule = next(c for c in callbacks if isinstance(c, LocalClusteringSchedule))
+    monitor = next((c for c in callbacks if isinstance(c, ConfirmationBiasMonitor)), None)
     best = f"teacher_best_{evaluation.split}_error"
     results = {
         **final,
@@ -222,7 +253,18 @@ def final_results(
         "num_labeled": int(split_sizes[0]),
         "num_unlabeled": int(split_sizes[1]),
         "evaluation_set": evaluation_set(config),
-        "lc_epsilon": schedule.epsilon if config.lc_weight > 0 else None,
+        # The ε of the last step: the schedule's, or the one the step followed.
+        "lc_epsilon": schedule.epsilon
+        if schedule.assign_epsilon
+        else float(keras.ops.convert_to_numpy(model.lc_epsilon)),
+        "confirmation_bias": None
+        if monitor is None or monitor.last_result is None
+        else {
+            **without_nan(monitor.last_result),
+            "images": int(len(monitor.labels)),
+            "note": "at the last evaluation, over a fixed sample of the unlabeled images "
+            "whose labels are known (never trained on); lcmt_tf.diagnostics",
+        },
         "config": config.to_dict(),
         "software": software(),
     }

@@ -85,7 +85,7 @@ def test_bad_seed_ranges_are_refused(text):
         (["table", "--settings=digits", "--set=epochs"], "--set='epochs' must look like KEY=VALUE"),
         (["table", "--settings=digits", "--seeds=x"], "--seeds='x'"),
         (["table"], "--settings is empty"),
-        (["plot", "--settings=digits"], "give one command (table, sweep, curves, tsne)"),
+        (["plot", "--settings=digits"], "one command (table, sweep, tune, curves, bias, tsne)"),
         (["table", "--settings=digits", "--methods=mt"], "give mt and mtlc"),
         (["sweep", "--setting=digits", "--values=1"], "--param is required"),
         (["sweep", "--setting=digits", "--param=lc_epsilon"], "--values is required"),
@@ -259,6 +259,27 @@ def test_curves_average_the_runs_histories(table_root):
         curves["methods"]["mtlc"]["teacher_test_error_mean"][0]
     )
     assert (table_root / "digits" / "curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.tensorflow_only
+def test_bias_draws_the_diagnostics_of_both_methods(table_root):
+    completed = experiment("bias", "--setting=digits", f"--root={table_root}")
+    assert completed.returncode == 0, completed.stderr
+    bias = json.load(open(table_root / "digits" / "bias.json"))
+    for method in ("mt", "mtlc"):
+        entry = bias["methods"][method]
+        assert entry["epochs"] == [2, 4]  # every evaluation (--eval_every=2)
+        values = []
+        for seed in SEEDS:
+            with open(run_dirs(table_root)[method, seed] / "history.csv", newline="") as f:
+                rows = {int(r["epoch"]): r for r in csv.DictReader(f)}
+            values.append([float(rows[e]["unlabeled_teacher_error"]) for e in (2, 4)])
+        assert entry["unlabeled_teacher_error_mean"] == pytest.approx(np.mean(values, axis=0))
+    # Forked: the pair shares its first evaluation exactly.
+    assert bias["methods"]["mt"]["misclassified_neighbors_same_wrong_mean"][0] == pytest.approx(
+        bias["methods"]["mtlc"]["misclassified_neighbors_same_wrong_mean"][0]
+    )
+    assert (table_root / "digits" / "bias.png").stat().st_size > 10_000
 
 
 @pytest.mark.tensorflow_only

@@ -16,7 +16,14 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "lcmt_tf"
 
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS = [
-    ["lcmt_tf", "lcmt_tf.errors", "lcmt_tf.files", "lcmt_tf.schedules", "lcmt_tf.losses"],
+    [
+        "lcmt_tf",
+        "lcmt_tf.errors",
+        "lcmt_tf.files",
+        "lcmt_tf.schedules",
+        "lcmt_tf.losses",
+        "lcmt_tf.diagnostics",
+    ],
     [
         "lcmt_tf.models",
         "lcmt_tf.optimizers",

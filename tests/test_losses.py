@@ -4,7 +4,9 @@ import pytest
 from keras import ops
 
 from lcmt_tf.losses import (
+    distance_quantiles,
     feature_spread,
+    lc_distances,
     local_clustering,
     local_clustering_loss,
     softmax_mse,
@@ -13,15 +15,18 @@ from lcmt_tf.losses import (
 from conftest import backend_gradient
 
 
-def numpy_local_clustering(z_labeled, z_unlabeled, epsilon):
-    """Independent float64 reference of eq. (4)-(5), pair by pair."""
+def numpy_local_clustering(z_labeled, z_unlabeled, epsilon, self_pairs=True):
+    """Independent float64 reference of eq. (4)-(5), pair by pair; without
+    `self_pairs` an image is not its own neighbour."""
     z_labeled = np.asarray(z_labeled, np.float64)
     z_unlabeled = np.asarray(z_unlabeled, np.float64)
 
-    def term(block_a, block_b):
+    def term(block_a, block_b, same=False):
         numerator, count = 0.0, 0
-        for a in block_a:
-            for b in block_b:
+        for i, a in enumerate(block_a):
+            for j, b in enumerate(block_b):
+                if same and i == j and not self_pairs:
+                    continue
                 distance = np.mean((a - b) ** 2)
                 if distance <= epsilon:
                     numerator += np.exp(-distance / epsilon) * distance
@@ -29,8 +34,9 @@ def numpy_local_clustering(z_labeled, z_unlabeled, epsilon):
         return (numerator / count if count else 0.0), count
 
     term_lu, count_lu = term(z_labeled, z_unlabeled)
-    term_uu, count_uu = term(z_unlabeled, z_unlabeled)
+    term_uu, count_uu = term(z_unlabeled, z_unlabeled, same=True)
     pairs = len(z_labeled) * len(z_unlabeled) + len(z_unlabeled) ** 2
+    pairs -= 0 if self_pairs else len(z_unlabeled)
     return term_lu + term_uu, (count_lu + count_uu) / pairs
 
 
@@ -222,3 +228,35 @@ def test_matmul_form_gradient_matches_finite_differences():
         numeric[index] = (up - down) / (2 * step)
     np.testing.assert_allclose(gradient, numeric, rtol=2e-3, atol=2e-4)
     assert np.abs(numeric).max() > 1e-2  # the check is not vacuous
+
+
+@pytest.mark.parametrize("epsilon", [0.5, 1.0])
+def test_local_clustering_without_self_pairs_matches_numpy(epsilon):
+    rng = np.random.default_rng(int(epsilon * 10))
+    z_labeled = rng.normal(size=(4, 16)).astype("float32") * 0.5
+    z_unlabeled = rng.normal(size=(9, 16)).astype("float32") * 0.5
+    expected_loss, expected_fraction = numpy_local_clustering(
+        z_labeled, z_unlabeled, epsilon, self_pairs=False
+    )
+    loss, fraction = local_clustering(z_labeled, z_unlabeled, epsilon, self_pairs=False)
+    assert as_numpy(loss) == pytest.approx(expected_loss, rel=1e-5, abs=1e-7)
+    assert as_numpy(fraction) == pytest.approx(expected_fraction)
+    assert 0.0 < expected_fraction < 1.0
+    # The authors' self pairs add n_u to the U-U denominator: a smaller loss.
+    with_self, _ = local_clustering(z_labeled, z_unlabeled, epsilon)
+    assert as_numpy(with_self) < as_numpy(loss)
+
+
+@pytest.mark.parametrize("self_pairs", [True, False])
+def test_distance_quantiles_are_numpys_over_the_pairs_lc_acts_on(self_pairs):
+    rng = np.random.default_rng(5)
+    z_labeled = rng.normal(size=(3, 8)).astype("float32")
+    z_unlabeled = rng.normal(size=(7, 8)).astype("float32")
+    blocks = lc_distances(z_labeled, z_unlabeled)
+    lu = np.mean((z_labeled[:, None] - z_unlabeled[None]) ** 2, axis=-1)
+    uu = np.mean((z_unlabeled[:, None] - z_unlabeled[None]) ** 2, axis=-1)
+    pairs = np.concatenate([lu.ravel(), uu.ravel() if self_pairs else uu[~np.eye(7, dtype=bool)]])
+    quantiles = [0.0, 0.05, 0.1, 0.5, 0.9, 1.0]
+    values = distance_quantiles(blocks, quantiles, self_pairs=self_pairs)
+    for quantile, value in zip(quantiles, values):
+        assert as_numpy(value) == pytest.approx(np.quantile(pairs, quantile), rel=1e-5, abs=1e-7)

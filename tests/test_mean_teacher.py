@@ -240,8 +240,10 @@ def test_evaluate_predict_and_keras_file_round_trip(tmp_path):
     assert restored.ema_decay == 0.7
 
 
-def test_plain_mean_teacher_skips_local_clustering():
-    model = small_mean_teacher(lc_weight=5.0, lc_epsilon=100.0, use_local_clustering=False)
+def test_plain_mean_teacher_can_skip_local_clustering_entirely():
+    model = small_mean_teacher(
+        lc_weight=5.0, lc_epsilon=100.0, use_local_clustering=False, measure_local_clustering=False
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.05))
     loss, terms, _ = model.compute_losses(random_batch())
     assert float(keras.ops.convert_to_numpy(terms["lc"])) == 0.0
@@ -376,7 +378,7 @@ def test_lc_distance_quantiles_and_epsilon_are_logged_with_local_clustering_only
     ):
         assert history[name][0] == pytest.approx(np.quantile(distances, quantile), rel=1e-4), name
     assert history["lc_epsilon"][0] == pytest.approx(0.3)
-    plain = small_mean_teacher(use_local_clustering=False)
+    plain = small_mean_teacher(use_local_clustering=False, measure_local_clustering=False)
     plain.compile(optimizer=keras.optimizers.SGD(0.05))
     keys = set(plain.fit(FixedBatches([batch]), epochs=1, verbose=0).history)
     assert not keys & {"lc_epsilon", "lc_distance_p10", "lc_distance_p50", "lc_distance_p90"}
@@ -429,3 +431,36 @@ def test_float16_loss_scale_changes_do_not_change_the_updates():
             updates.append(np.concatenate([(a - b).ravel() for a, b in zip(after, before)]))
         growing, fixed = updates
         assert np.linalg.norm(growing - fixed) < 0.05 * np.linalg.norm(fixed)
+
+
+def test_an_epsilon_that_follows_the_batch_is_a_moving_average_of_its_distance_quantile():
+    from lcmt_tf import Augmentation, from_backbone
+
+    # No dropout, batch norm or random augmentation: the step's features are the
+    # student's on the batch, and with a learning rate of 0 they stay the same.
+    backbone = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(16)])
+    student = from_backbone(backbone, num_classes=10, feature_dim=8, input_shape=(8, 8, 1))
+    model = MeanTeacher(
+        student,
+        Augmentation([0.5], [0.25], max_translation=0),
+        lc_weight=1.0,
+        lc_epsilon=1.0,
+        lc_epsilon_batch_quantile=0.2,
+        lc_epsilon_batch_momentum=0.5,
+        lc_self_pairs=False,
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    batch = random_batch(num_labeled=4, num_unlabeled=12, seed=4)
+    images = np.concatenate([batch["labeled_images"], batch["unlabeled_images"]])
+    features = keras.ops.convert_to_numpy(
+        student(model.augmentation(images, training=False), training=True)[0]
+    ).astype(np.float64)
+    labeled, unlabeled = features[:4], features[4:]
+    lu = np.mean((labeled[:, None] - unlabeled[None]) ** 2, axis=-1)
+    uu = np.mean((unlabeled[:, None] - unlabeled[None]) ** 2, axis=-1)
+    quantile = np.quantile(np.concatenate([lu.ravel(), uu[~np.eye(12, dtype=bool)]]), 0.2)
+    history = model.fit(FixedBatches([batch, batch]), epochs=1, verbose=0).history
+    first = 0.5 * 1.0 + 0.5 * quantile
+    second = 0.5 * first + 0.5 * quantile
+    assert float(keras.ops.convert_to_numpy(model.lc_epsilon)) == pytest.approx(second, rel=1e-4)
+    assert history["lc_epsilon"][0] == pytest.approx((first + second) / 2, rel=1e-4)

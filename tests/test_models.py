@@ -222,3 +222,24 @@ def test_a_keras_application_starts_from_a_local_backbone_weights_file(tmp_path)
     other.save_weights(str(tmp_path / "other.weights.h5"))
     with pytest.raises(UserInputError, match="^--backbone_weights=.*other.weights.h5: "):
         spec.build(10, (32, 32, 3), 1.0, backbone_weights=str(tmp_path / "other.weights.h5"))
+
+
+@pytest.mark.tensorflow_only  # loading a preset: backend-independent, checked once
+def test_a_keras_hub_backbone_starts_from_a_local_preset_with_its_weights(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    from lcmt_tf.errors import UserInputError
+    from lcmt_tf.models import model_spec
+
+    saved = keras_hub.models.VGGBackbone(
+        stackwise_num_repeats=[1, 1], stackwise_num_filters=[8, 16], image_shape=(32, 32, 3)
+    )
+    saved.set_weights([np.full(w.shape, 0.01 * i, w.dtype) for i, w in enumerate(saved.weights)])
+    saved.save_to_preset(str(tmp_path / "vgg_preset"))
+    student = model_spec(f"keras_hub:{tmp_path / 'vgg_preset'}").build(10, (32, 32, 3), 1.0)
+    features, logits = student(np.zeros((2, 32, 32, 3), "float32"), training=False)
+    assert tuple(features.shape) == (2, 128) and tuple(logits.shape) == (2, 10)
+    (backbone,) = [layer for layer in student.layers if isinstance(layer, type(saved))]
+    for loaded, expected in zip(backbone.get_weights(), saved.get_weights()):
+        np.testing.assert_array_equal(loaded, expected)
+    with pytest.raises(UserInputError, match="not a folder; give a local KerasHub preset"):
+        model_spec(f"keras_hub:{tmp_path / 'missing'}").build(10, (32, 32, 3), 1.0)

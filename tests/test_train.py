@@ -80,8 +80,8 @@ BAD_SETTINGS = [
     (dict(weight_decay_mode="l2"), "--weight_decay_mode must be coupled or decoupled, not 'l2'"),
     (
         dict(model="resnet"),
-        "--model must be one of conv_large, conv_large_wn, digits_net, wrn_28_2 or "
-        "keras_applications:NAME, not 'resnet'",
+        "--model must be one of conv_large, conv_large_wn, digits_net, wrn_28_2, "
+        "keras_applications:NAME or keras_hub:PRESET_DIR, not 'resnet'",
     ),
     (dict(steps_per_execution=0), "--steps_per_execution must be >= 1"),
     (

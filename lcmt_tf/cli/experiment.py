@@ -4,7 +4,10 @@ r"""Experiments over settings, seeds and values, as ordinary resumable runs.
         --root=runs/digits_experiment --fork
     lcmt experiment sweep --setting=digits --param=lc_epsilon \
         --values=0,0.03,0.1,0.3,1 --seeds=0-4 --root=runs/digits_experiment --fork
+    lcmt experiment tune --setting=digits --root=runs/digits_tune --fork \
+        --set=validation_fraction=0.2 --space=lc_weight=log:1:30 --tune_seeds=0-1 --seeds=10-19
     lcmt experiment curves --setting=digits --root=runs/digits_experiment
+    lcmt experiment bias --setting=digits --root=runs/digits_experiment
     lcmt experiment tsne --setting=digits --root=runs/digits_experiment
 
 `table`: for each setting S, Mean Teacher (S_mt.txt) and MT+LC (S.txt; flag files from
@@ -12,10 +15,15 @@ r"""Experiments over settings, seeds and values, as ordinary resumable runs.
 ROOT/table.md, table.csv and table.json: final test errors, mean and sample std over
 seeds, and the paired MT+LC - MT difference with its 95 % t-interval. `sweep`: one MT+LC
 run per value of --param and seed (value 0 of lc_epsilon or lc_weight: Mean Teacher),
-ROOT/sweep.{json,csv,md,png}. `curves`: test error against epoch from the runs'
-history.csv, ROOT/S/curves.png. `tsne`: t-SNE maps of the final MT and MT+LC features,
-ROOT/S/tsne_train.png and tsne_test.png. Relative paths are relative to the working
-directory, where every run trains.
+ROOT/sweep.{json,csv,md,png}. `tune`: a search of LC's settings (Optuna) judged on a
+validation split only, then Mean Teacher against MT+LC with the chosen values on fresh
+seeds (lcmt_tf.experiments.tune), ROOT/S/tune/tune.{json,md}. `curves`: test error
+against epoch from the runs' history.csv, ROOT/S/curves.png. `bias`: the
+confirmation-bias diagnostics against epoch (the teacher's error on the unlabeled
+images, images fixed and broken, who the misclassified images' neighbours are),
+ROOT/S/bias.png and bias.json. `tsne`: t-SNE maps of the final MT and MT+LC features,
+ROOT/S/tsne_train.png and tsne_test.png.
+Relative paths are relative to the working directory, where every run trains.
 
 Rerunning table or sweep skips finished runs and resumes the others. Mistakes in the
 command end with one line on stderr and exit status 2; the command exits 1 when a run
@@ -32,7 +40,7 @@ from absl import flags
 from lcmt_tf import cli
 from lcmt_tf.cli import fail
 
-COMMANDS = ("table", "sweep", "curves", "tsne")
+COMMANDS = ("table", "sweep", "tune", "curves", "bias", "tsne")
 
 
 def define_flags() -> None:
@@ -56,6 +64,16 @@ def define_flags() -> None:
     flags.DEFINE_integer("parallel", 1, "runs at once")
     flags.DEFINE_multi_string("set", [], "KEY=VALUE: a train flag for every run (repeatable)")
     flags.DEFINE_boolean("plan", False, "print the runs, epochs and projected time, and exit")
+    flags.DEFINE_multi_string(
+        "space",
+        [],
+        "tune: NAME=float:LOW:HIGH, NAME=log:LOW:HIGH, NAME=int:LOW:HIGH or NAME=choice:A|B "
+        "(repeatable), e.g. lc_weight=log:1:30",
+    )
+    flags.DEFINE_integer("trials", 12, "tune: trials of the search")
+    flags.DEFINE_string(
+        "tune_seeds", "0", "tune: the seeds every trial trains (the confirmation uses --seeds)"
+    )
     flags.DEFINE_integer("seed", 0, "tsne: the seed whose MT and MT+LC runs are mapped")
     flags.DEFINE_list("runs", [], "tsne: run directories to map instead (one panel each)")
     flags.DEFINE_integer("max_points", 2000, "tsne: at most this many images per split")
@@ -163,6 +181,43 @@ def curves(root: str) -> None:
     print(f"written: {', '.join(paths)}")
 
 
+def tune(root: str, seeds: list[int]) -> None:
+    from lcmt_tf.experiments import runner
+    from lcmt_tf.experiments import tune as tuning
+
+    if FLAGS.trials < 1:
+        fail("--trials must be >= 1")
+    plan = tuning.plan_tuning(
+        required("setting", "digits"),
+        root,
+        tuning.parse_space(FLAGS.space),
+        runner.parse_seeds(FLAGS.tune_seeds),
+        seeds,
+        FLAGS.set,
+        FLAGS.fork,
+        flags_dirs=FLAGS.flags_dir,
+    )
+    try:
+        with cli.signals_as_interrupts():
+            summary, paths = tuning.tune(plan, FLAGS.trials, FLAGS.parallel)
+    except cli.Interrupted as stop:
+        print(
+            f"{cli.program()}: stopped by {stop.signal_name}; the runs it had started stopped "
+            "after their last completed epoch; rerun the same command to continue the search",
+            file=sys.stderr,
+        )
+        sys.exit(stop.exit_status)
+    print(tuning.markdown(summary), end="")
+    print(f"written: {', '.join(paths)}")
+
+
+def bias(root: str) -> None:
+    from lcmt_tf.experiments.curves import write_bias
+
+    paths = write_bias(root, required("setting", "digits"))
+    print(f"written: {', '.join(paths)}")
+
+
 def tsne(root: str) -> None:
     from lcmt_tf.experiments.tsne import tsne_figures
 
@@ -190,13 +245,13 @@ def experiment(argv: list[str]) -> None:
     root = required("root", "runs/digits_experiment")
     if FLAGS.parallel < 1:
         fail("--parallel must be >= 1")
-    if command in ("table", "sweep"):
+    if command in ("table", "sweep", "tune"):
         from lcmt_tf.experiments.runner import parse_seeds
 
         seeds = parse_seeds(FLAGS.seeds)
-        (table if command == "table" else sweep)(root, seeds)
+        {"table": table, "sweep": sweep, "tune": tune}[command](root, seeds)
     else:
-        (curves if command == "curves" else tsne)(root)
+        {"curves": curves, "bias": bias, "tsne": tsne}[command](root)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
-"""Test error against epoch for Mean Teacher and MT+LC: the paper's Figure 3.
+"""Values against epoch for Mean Teacher and MT+LC: the test error (the paper's Figure
+3) and the confirmation-bias diagnostics.
 
-Every run writes its evaluations to history.csv as it trains; `learning_curves`
-averages them over the seeds of each method in `ROOT/S/{mt,mtlc}/seed_K`, at the
-epochs where every one of those seeds was evaluated.
+Every run writes its evaluations to history.csv as it trains; `mean_curves` averages
+them over the seeds of each method in `ROOT/S/{mt,mtlc}/seed_K`, at the epochs where
+every one of those seeds was evaluated.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 
 import numpy as np
 
+from lcmt_tf.diagnostics import NAMES as DIAGNOSTICS
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.experiments.runner import nan_to_none, read_history
 from lcmt_tf.files import atomic_write_json
@@ -29,28 +31,32 @@ def seed_directories(root: str, setting: str, method: str) -> list[str]:
     return sorted(directories, key=lambda path: int(path.rsplit("_", 1)[-1]))
 
 
-def learning_curves(root: str, setting: str) -> dict:
-    """Per method: the seeds, the evaluated epochs (1-based) and, for the student and
-    the teacher, the mean and sample std of the test error over seeds at each of them
-    (std null for one seed); and the LC start epoch of the MT+LC runs."""
+def mean_curves(root: str, setting: str, columns: list[str], evaluated_by: str) -> dict:
+    """Per method (mt, mtlc): the seeds, the epochs (1-based) at which every seed logged
+    `evaluated_by`, and for each of `columns` the mean and sample std over seeds at
+    those epochs (`COLUMN_mean`, `COLUMN_std`; std null for one seed, a value null
+    where some seed had none); and the LC start epoch of the MT+LC runs."""
     curves: dict = {"setting": setting, "methods": {}, "lc_start_epoch": None}
     for method in CURVE_METHODS:
         directories = seed_directories(root, setting, method)
         if not directories:
             continue
-        histories = {path: read_history(path) for path in directories}
         evaluated = [
-            {int(row["epoch"]): row for row in rows if not math.isnan(row["teacher_test_error"])}
-            for rows in histories.values()
+            {
+                int(row["epoch"]): row
+                for row in read_history(path)
+                if not math.isnan(row.get(evaluated_by, math.nan))
+            }
+            for path in directories
         ]
         epochs = sorted(set.intersection(*(set(rows) for rows in evaluated)))
         entry = {"seeds": [int(path.rsplit("_", 1)[-1]) for path in directories], "epochs": epochs}
-        for network in NETWORKS:
+        for column in columns:
             values = np.array(
-                [[rows[epoch][f"{network}_test_error"] for epoch in epochs] for rows in evaluated]
+                [[rows[epoch].get(column, math.nan) for epoch in epochs] for rows in evaluated]
             ).reshape(len(evaluated), len(epochs))
-            entry[f"{network}_test_error_mean"] = values.mean(axis=0).tolist()
-            entry[f"{network}_test_error_std"] = (
+            entry[f"{column}_mean"] = values.mean(axis=0).tolist()
+            entry[f"{column}_std"] = (
                 values.std(axis=0, ddof=1).tolist() if len(evaluated) > 1 else [None] * len(epochs)
             )
         curves["methods"][method] = entry
@@ -60,9 +66,30 @@ def learning_curves(root: str, setting: str) -> dict:
     if not curves["methods"]:
         raise UserInputError(
             f"no runs with a history.csv in {os.path.join(root, setting)}/{{mt,mtlc}}/seed_*; "
-            "train them with `experiment.py table` first"
+            "train them with `lcmt experiment table` first"
         )
     return nan_to_none(curves)
+
+
+def learning_curves(root: str, setting: str) -> dict:
+    """`mean_curves` of the student's and the teacher's test error (the paper's
+    Figure 3)."""
+    columns = [f"{network}_test_error" for network in NETWORKS]
+    return mean_curves(root, setting, columns, "teacher_test_error")
+
+
+def bias_curves(root: str, setting: str) -> dict:
+    """`mean_curves` of the confirmation-bias diagnostics (lcmt_tf.diagnostics) at the
+    runs' evaluations; an error if the runs logged none (--diagnostics_sample=0, or
+    unlabeled images without known labels)."""
+    curves = mean_curves(root, setting, list(DIAGNOSTICS), "unlabeled_teacher_error")
+    if not any(entry["epochs"] for entry in curves["methods"].values()):
+        raise UserInputError(
+            f"the runs in {os.path.join(root, setting)} logged no confirmation-bias "
+            "diagnostics: they need unlabeled images with known labels and "
+            "--diagnostics_sample > 0"
+        )
+    return curves
 
 
 def write_curves(root: str, setting: str) -> list[str]:
@@ -73,4 +100,15 @@ def write_curves(root: str, setting: str) -> list[str]:
     paths = [os.path.join(root, setting, f"curves.{ending}") for ending in ("json", "png")]
     atomic_write_json(paths[0], curves)
     plot_curves(curves, paths[1])
+    return paths
+
+
+def write_bias(root: str, setting: str) -> list[str]:
+    """ROOT/S/bias.json and ROOT/S/bias.png; returns their paths."""
+    from lcmt_tf.plots import plot_bias
+
+    curves = bias_curves(root, setting)
+    paths = [os.path.join(root, setting, f"bias.{ending}") for ending in ("json", "png")]
+    atomic_write_json(paths[0], curves)
+    plot_bias(curves, paths[1])
     return paths

@@ -10,7 +10,8 @@ stay light.
     convnet_wn.py   conv_large_wn, the authors' variant: weight norm + mean-only batch
                     norm, initialized from the data (`initialize_from_data`)
     wrn.py          wrn_28_2, the Wide ResNet of FixMatch / USB / TorchSSL
-    backbone.py     from_backbone: any Keras network as g; keras_applications:NAME
+    backbone.py     from_backbone: any Keras network as g; keras_applications:NAME and
+                    keras_hub:PRESET_DIR
 """
 
 from __future__ import annotations
@@ -55,19 +56,29 @@ MODELS = {
     "wrn_28_2": ModelSpec("lcmt_tf.models.wrn", "wrn_28_2", min_image_size=8),
 }
 KERAS_APPLICATIONS_PREFIX = "keras_applications:"
+KERAS_HUB_PREFIX = "keras_hub:"
+
+
+def is_model_name(name: str) -> bool:
+    """Whether --model=name names a network: a MODELS entry, keras_applications:NAME or
+    keras_hub:PRESET_DIR."""
+    return name in MODELS or name.startswith((KERAS_APPLICATIONS_PREFIX, KERAS_HUB_PREFIX))
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The ModelSpec of a --model name: a MODELS entry or keras_applications:NAME
-    (most keras.applications networks need 32x32 images at least)."""
-    if name.startswith(KERAS_APPLICATIONS_PREFIX):
-        application = name[len(KERAS_APPLICATIONS_PREFIX) :]
-        return ModelSpec(
-            "lcmt_tf.models.backbone",
-            "keras_application",
-            min_image_size=32,
-            options=(("application", application),),
-        )
+    """The ModelSpec of a --model name: a MODELS entry, keras_applications:NAME or
+    keras_hub:PRESET_DIR (most of these backbones need 32x32 images at least)."""
+    for prefix, builder, option in (
+        (KERAS_APPLICATIONS_PREFIX, "keras_application", "application"),
+        (KERAS_HUB_PREFIX, "keras_hub_backbone", "preset"),
+    ):
+        if name.startswith(prefix):
+            return ModelSpec(
+                "lcmt_tf.models.backbone",
+                builder,
+                min_image_size=32,
+                options=((option, name[len(prefix) :]),),
+            )
     return MODELS[name]
 
 

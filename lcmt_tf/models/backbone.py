@@ -2,9 +2,12 @@
 `[features, logits]` contract, with a linear projection to the feature dimension
 Local Clustering acts on. `--model=keras_applications:NAME` builds one from
 keras.applications, with random weights or, with --backbone_weights, a local weights
-file (nothing is downloaded)."""
+file; `--model=keras_hub:PRESET_DIR` loads a KerasHub backbone with its weights from a
+local preset folder. Nothing is downloaded."""
 
 from __future__ import annotations
+
+import os
 
 import keras
 from keras import layers
@@ -73,3 +76,32 @@ def keras_application(
         )
         raise UserInputError(f"{what}: {str(error).splitlines()[0][:200]}") from None
     return from_backbone(backbone, num_classes)
+
+
+def keras_hub_backbone(
+    num_classes: int, input_shape: tuple[int, int, int], width: float, preset: str
+) -> keras.Model:
+    """A KerasHub image backbone with its weights, from the local preset folder `preset`
+    (what `Backbone.save_to_preset` writes, or a downloaded preset: config.json,
+    model.weights.h5, metadata.json), through `from_backbone`; --width does not apply.
+    Needs the keras-hub package; nothing is downloaded."""
+    if width != 1.0:
+        raise UserInputError("--width applies to the built-in networks, not keras_hub")
+    if not os.path.isdir(preset):
+        raise UserInputError(
+            f"--model=keras_hub:{preset}: not a folder; give a local KerasHub preset folder "
+            "(config.json, model.weights.h5), e.g. one saved with Backbone.save_to_preset"
+        )
+    try:
+        import keras_hub
+    except ImportError:
+        raise UserInputError(
+            "--model=keras_hub:... needs the keras-hub package: pip install keras-hub"
+        ) from None
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(preset)
+    except (ValueError, OSError, KeyError, TypeError) as error:
+        raise UserInputError(
+            f"--model=keras_hub:{preset}: {str(error).splitlines()[0][:200]}"
+        ) from None
+    return from_backbone(backbone, num_classes, input_shape=input_shape)
