@@ -23,7 +23,7 @@ FORWARD_PASSES = ("joint", "separate")
 TRANSLATE_PADDINGS = ("reflect", "zero")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 # --dataset names of the benchmark data sets, and their tensorflow-datasets names.
-TFDS_NAMES = {"cifar10": "cifar10", "svhn": "svhn_cropped"}
+TFDS_NAMES = {"cifar10": "cifar10", "svhn": "svhn_cropped", "stl10": "stl10"}
 
 # Fields that may differ when a run is resumed: they do not change what is computed (a run
 # directory may be moved, or named by another path).
@@ -58,9 +58,13 @@ class TrainConfig:
     the embedded digits data set."""
 
     # data
-    dataset: str = setting("digits", "cifar10, svhn, digits, npz:PATH or folder:PATH")
-    data_dir: str | None = setting(None, "tensorflow-datasets data directory (cifar10, svhn)")
-    download: bool = setting(False, "let tensorflow-datasets download cifar10/svhn if missing")
+    dataset: str = setting("digits", "cifar10, svhn, stl10, digits, npz:PATH or folder:PATH")
+    data_dir: str | None = setting(
+        None, "tensorflow-datasets data directory (cifar10, svhn, stl10)"
+    )
+    download: bool = setting(
+        False, "let tensorflow-datasets download cifar10/svhn/stl10 if missing"
+    )
     num_labels: int | str = setting(
         "50",
         "labeled training images, divisible by the class count; 'all': every image under a "
@@ -83,8 +87,9 @@ class TrainConfig:
     )
     cache_dir: str = setting(
         "",
-        "where a folder's decoded images are cached ('' = ~/.cache/lcmt_tf/folders, "
-        "'none' = no cache)",
+        "where decoded images are cached: a folder's, and stl10's unlabeled split, which "
+        "training reads from there a batch at a time ('' = ~/.cache/lcmt_tf/folders, "
+        "'none' = no cache: everything in memory)",
     )
     labeled_batch_size: int = setting(32, "labeled images per step")
     unlabeled_batch_size: int = setting(
@@ -490,7 +495,7 @@ def source_kind(dataset: str) -> str:
     if prefix in ("npz", "folder") and path:
         return prefix
     raise UserInputError(
-        f"--dataset={dataset!r} is not a known source: use cifar10, svhn, digits, "
+        f"--dataset={dataset!r} is not a known source: use cifar10, svhn, stl10, digits, "
         "npz:PATH or folder:PATH"
     )
 

@@ -185,7 +185,8 @@ def resolved_config(name):
 
 
 @pytest.mark.parametrize(
-    "setting", ["digits", *sorted(name[: -len("_mt")] for name in PAPER if name.endswith("_mt"))]
+    "setting",
+    ["digits", "stl10", *sorted(name[: -len("_mt")] for name in PAPER if name.endswith("_mt"))],
 )
 def test_every_mt_lc_flag_file_can_fork_from_its_mean_teacher_pair_at_lc_start(setting):
     # The pair differs in length and decay, but not before LC starts (issue: fork protocol).

@@ -184,7 +184,7 @@ def test_a_damaged_folder_cache_is_rebuilt_with_a_warning(tmp_path, caplog):
     cache = tmp_path / "cache"
     first = load_folder(str(tmp_path / "data"), cache_dir=str(cache))
     (cached,) = cache.iterdir()
-    damage(cached, "truncated")
+    damage(cached / "x_train.npy", "truncated")
     second = load_folder(str(tmp_path / "data"), cache_dir=str(cache))
     np.testing.assert_array_equal(first[0], second[0])
     assert f"The decoded-image cache {cached} is damaged" in caplog.text

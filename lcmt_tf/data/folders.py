@@ -9,10 +9,11 @@ Formats: PNG, JPEG, BMP, WebP. Images of different sizes are refused unless
 `image_size` (H, W) is given, which resizes every image (bilinear). A mix of grayscale
 and colour images is converted to the mode most of them have, with a warning.
 
-Decoding tens of thousands of files dominates a short run, so the decoded arrays are
-cached in `cache_dir`, under a key made of every file's relative path, size and
-modification time, the folder's path and the requested image size: a changed folder
-is read again.
+Decoding tens of thousands of files dominates a short run, so the images are decoded
+once, on every core, into `.npy` files in `cache_dir`, under a key made of every file's
+relative path, size and modification time, the folder's path and the requested image
+size: a changed folder is read again. The unlabeled images are then read from there a
+batch at a time (`lcmt_tf.data.disk`), so unlabeled/ may hold more than fits in memory.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ import collections
 import hashlib
 import logging
 import os
-import zipfile
+import shutil
+import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.files import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 1: one .npz loaded whole; 2: a folder of .npy files
 # PIL modes, by the mode an image becomes: grayscale ("L") or colour ("RGB").
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 HIGH_BIT_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grayscale, as PIL reads it
@@ -193,27 +194,132 @@ def read_image(
     return array[..., None] if array.ndim == 2 else array
 
 
+DECODE_BLOCK = 256  # images a decoding worker handles at a time
+PARALLEL_DECODE_MIN = 2048  # fewer images than this are decoded in this process
+
+
+def _decode_block(arguments) -> list[np.ndarray]:
+    """A worker's share: the images of a block of paths (top level, for pickling)."""
+    paths, mode, image_size, max_pixels = arguments
+    return [read_image(path, mode, image_size, max_pixels) for path in paths]
+
+
+class Progress:
+    """A progress line on stderr for decoding many images: redrawn in place on a
+    terminal, a log line every tenth of the way otherwise."""
+
+    def __init__(self, total: int, what: str):
+        import sys
+        import time
+
+        self.total, self.what, self.done, self.start = total, what, 0, time.monotonic()
+        self.stream, self.interactive = sys.stderr, sys.stderr.isatty()
+        self.next_log = total / 10
+
+    def update(self, count: int) -> None:
+        import time
+
+        self.done += count
+        rate = self.done / max(time.monotonic() - self.start, 1e-9)
+        line = f"decoding {self.what}: {self.done:,}/{self.total:,} images ({rate:,.0f}/s)"
+        if self.interactive:
+            end = "\n" if self.done >= self.total else ""
+            print(f"\r{line}", end=end, file=self.stream, flush=True)
+        elif self.done >= self.next_log or self.done >= self.total:
+            logging.info(line)
+            self.next_log += self.total / 10
+
+
+def decode_images(
+    entries: list[tuple[str, int]],
+    mode: str,
+    image_size,
+    max_pixels: int,
+    sink,
+    what: str,
+    workers: int | None = None,
+) -> tuple[int, ...]:
+    """Decodes the images of `entries` in order, in blocks, on every core (a pool of
+    `workers` processes, by default one per core; in this process for a few hundred
+    images), and gives each block, stacked, to `sink`; returns the image shape. Images
+    of different sizes are refused when no `image_size` is given."""
+    paths = [path for path, _ in entries]
+    blocks = [paths[i : i + DECODE_BLOCK] for i in range(0, len(paths), DECODE_BLOCK)]
+    arguments = [(block, mode, image_size, max_pixels) for block in blocks]
+    workers = workers or os.cpu_count() or 1
+    progress = Progress(len(paths), what)
+    shapes: list[tuple[int, ...]] = []  # the first image's
+
+    def check(images: list[np.ndarray], block: list[str]) -> np.ndarray:
+        shapes.append(shapes[0] if shapes else images[0].shape)
+        for image, path in zip(images, block):
+            if image.shape != shapes[0]:
+                raise UserInputError(
+                    f"images of different shapes: {path} is {image.shape}, {paths[0]} is "
+                    f"{shapes[0]}; pass --image_size=H,W to resize them to one size"
+                )
+        progress.update(len(images))
+        return np.stack(images)
+
+    if workers > 1 and len(paths) >= PARALLEL_DECODE_MIN:
+        import concurrent.futures
+        import multiprocessing
+
+        # spawn, not fork: the parent may already run a backend's threads.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for block, images in zip(blocks, pool.map(_decode_block, arguments)):
+                sink(check(images, block))
+    else:
+        for block, argument in zip(blocks, arguments):
+            sink(check(_decode_block(argument), block))
+    return shapes[0]
+
+
 def decode(
     entries: list[tuple[str, int]],
     mode: str,
     image_size,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    what: str = "images",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stacked images and labels of `entries`; images of different sizes are refused
-    when no `image_size` is given."""
-    images, first = [], None
-    for path, _ in entries:
-        image = read_image(path, mode, image_size, max_pixels)
-        if first is None:
-            first = (image.shape, path)
-        elif image.shape != first[0]:
-            raise UserInputError(
-                f"images of different shapes: {path} is {image.shape}, {first[1]} is "
-                f"{first[0]}; pass --image_size=H,W to resize them to one size"
-            )
-        images.append(image)
+    """Stacked images (in memory) and labels of `entries` (`decode_images`)."""
+    blocks: list[np.ndarray] = []
+    decode_images(entries, mode, image_size, max_pixels, blocks.append, what)
     labels = np.asarray([label for _, label in entries], np.int32)
-    return np.stack(images), labels
+    return np.concatenate(blocks), labels
+
+
+def decode_to_file(
+    entries: list[tuple[str, int]],
+    mode: str,
+    image_size,
+    max_pixels: int,
+    path: str,
+    what: str,
+) -> None:
+    """The images of `entries` decoded into the `.npy` file `path`, a block at a time
+    (never all in memory), and their labels beside it (`path` with y_ for x_)."""
+    from lcmt_tf.data.disk import NpyWriter
+
+    writers: list[NpyWriter] = []  # made once the first block tells the image shape
+
+    def write(block: np.ndarray) -> None:
+        if not writers:
+            writers.append(NpyWriter(path, block.shape[1:], count=len(entries)))
+        writers[0].write(block)
+
+    try:
+        decode_images(entries, mode, image_size, max_pixels, write, what)
+    finally:
+        for writer in writers:
+            writer.file.close()
+    writers[0].close()
+    labels = np.asarray([label for _, label in entries], np.int32)
+    np.save(os.path.join(os.path.dirname(path), "y_" + os.path.basename(path)[2:]), labels)
+
+
+SPLITS = ("train", "test", "unlabeled")
 
 
 def load_folder(
@@ -225,47 +331,90 @@ def load_folder(
     """(x_train, y_train, x_test, y_test, x_unlabeled, class_names) of `folder:ROOT`;
     x_test and y_test are None without a test/ folder, x_unlabeled is (0, H, W, C)
     without an unlabeled/ folder. cache_dir: "" = the user cache directory, None =
-    no cache."""
+    no cache (everything decoded into memory).
+
+    The cache is a folder of `.npy` files per folder data set (`cache_key`): the
+    labeled and test images are read into memory, the unlabeled ones stay on disk
+    (`lcmt_tf.data.disk.DiskImages`), read a batch at a time, so the unlabeled pool may
+    be larger than memory."""
     listing = folder_listing(root)
     class_names = [name for name, _ in listing["classes"]]
+    splits = [split for split in SPLITS if split in listing]
     if cache_dir == "":
         cache_dir = default_cache_dir()
-    cache_path = None
-    if cache_dir is not None:
-        cache_path = os.path.join(cache_dir, f"{cache_key(root, listing, image_size)}.npz")
-        if os.path.isfile(cache_path):
-            try:
-                with np.load(cache_path) as archive:
-                    arrays = {key: archive[key] for key in archive.files}
-                logging.info("Read the decoded images of %s from %s.", root, cache_path)
-                return _unpack(arrays, class_names)
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-                # A cache is a cache: decode the folder again, and replace it.
-                logging.warning(
-                    "The decoded-image cache %s is damaged (%s): decoding %s again.",
-                    cache_path, error, root,
-                )  # fmt: skip
-    splits = [split for split in ("train", "test", "unlabeled") if split in listing]
+    if cache_dir is None:
+        mode = target_mode([path for split in splits for path, _ in listing[split]])
+        arrays = {}
+        for split in splits:
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = decode(
+                listing[split], mode, image_size, max_pixels, f"{split}/"
+            )
+        _check_shapes(root, {split: arrays[f"x_{split}"].shape[1:] for split in splits})
+        return _unpack(arrays, class_names)
+    folder = os.path.join(cache_dir, cache_key(root, listing, image_size))
+    if os.path.isdir(folder):
+        try:
+            arrays = _read_cache(folder, splits)
+            logging.info("Read the decoded images of %s from %s.", root, folder)
+            return _unpack(arrays, class_names)
+        except (OSError, ValueError, KeyError, EOFError) as error:
+            # A cache is a cache: decode the folder again, and replace it.
+            logging.warning(
+                "The decoded-image cache %s is damaged (%s): decoding %s again.",
+                folder, error, root,
+            )  # fmt: skip
     mode = target_mode([path for split in splits for path, _ in listing[split]])
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        temporary = tempfile.mkdtemp(prefix=".decoding-", dir=cache_dir)
+    except OSError as error:
+        logging.warning("Could not cache the decoded images in %s: %s", cache_dir, error)
+        return load_folder(root, image_size, None, max_pixels)
+    try:
+        for split in splits:
+            path = os.path.join(temporary, f"x_{split}.npy")
+            decode_to_file(listing[split], mode, image_size, max_pixels, path, f"{split}/")
+        arrays = _read_cache(temporary, splits)
+        _check_shapes(root, {split: arrays[f"x_{split}"].shape[1:] for split in splits})
+        if os.path.isdir(folder):  # the damaged cache it replaces
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(temporary, folder)
+        except OSError:
+            if not os.path.isdir(folder):
+                raise
+            shutil.rmtree(temporary, ignore_errors=True)  # another process wrote it first
+    except OSError as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        logging.warning("Could not cache the decoded images in %s: %s", cache_dir, error)
+        return load_folder(root, image_size, None, max_pixels)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return _unpack(_read_cache(folder, splits), class_names)
+
+
+def _read_cache(folder: str, splits: list[str]) -> dict:
+    """The arrays of a cache folder: labels and the labeled and test images in memory,
+    the unlabeled images on disk."""
+    from lcmt_tf.data.disk import DiskImages
+
     arrays = {}
-    shapes = {}
     for split in splits:
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = decode(
-            listing[split], mode, image_size, max_pixels
-        )
-        shapes[split] = arrays[f"x_{split}"].shape[1:]
+        arrays[f"y_{split}"] = np.load(os.path.join(folder, f"y_{split}.npy"))
+        path = os.path.join(folder, f"x_{split}.npy")
+        arrays[f"x_{split}"] = DiskImages(path) if split == "unlabeled" else np.load(path)
+        if len(arrays[f"x_{split}"]) != len(arrays[f"y_{split}"]):
+            raise ValueError(f"{path} and its labels differ in length")
+    return arrays
+
+
+def _check_shapes(root: str, shapes: dict) -> None:
     if len(set(shapes.values())) > 1:
         shown = ", ".join(f"{split} {shape}" for split, shape in shapes.items())
         raise UserInputError(
             f"images of different shapes in {root} ({shown}); pass --image_size=H,W to resize"
         )
-    if cache_path is not None:
-        try:
-            os.makedirs(cache_dir, exist_ok=True)
-            atomic_write(cache_path, lambda temporary: np.savez(temporary, **arrays))
-        except OSError as error:
-            logging.warning("Could not cache the decoded images in %s: %s", cache_dir, error)
-    return _unpack(arrays, class_names)
 
 
 def _unpack(arrays: dict, class_names: list[str]):

@@ -2,6 +2,8 @@
 
 Sources:
     cifar10, svhn     tensorflow-datasets (`cifar10`, `svhn_cropped`) under data_dir
+    stl10             tensorflow-datasets' `stl10`: train (labeled), test, and its
+                      unlabeled split as the unlabeled pool, on disk (lcmt_tf.data.disk)
     npz:PATH          x_train, y_train, x_test, y_test arrays
     folder:PATH       PATH/{train,test}/<class>/ and PATH/unlabeled/ (lcmt_tf.data.folders)
     digits            scikit-learn's bundled 8x8 digits, fixed stratified test split
@@ -10,6 +12,7 @@ Sources:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import zipfile
 
@@ -19,6 +22,8 @@ from lcmt_tf.config import TFDS_NAMES, source_kind
 from lcmt_tf.errors import UserInputError
 
 UNLABELED = -1  # the label of a training image without one
+# tensorflow-datasets data sets with an unlabeled split: the pool's unlabeled images.
+TFDS_UNLABELED_SPLITS = {"stl10": "unlabeled"}
 EVALUATION_SPLITS = ("test", "validation")
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
@@ -68,14 +73,18 @@ class ImageDataset:
 
     def training_pool(self) -> tuple[np.ndarray, np.ndarray]:
         """Every training image, the labeled classes' first, then x_unlabeled, with
-        their labels (UNLABELED, -1, for x_unlabeled)."""
+        their labels (UNLABELED, -1, for x_unlabeled). When x_unlabeled is on disk
+        (`lcmt_tf.data.disk.DiskImages`) the images are an `ImagePool` over both,
+        indexable like an array, and nothing is read until a batch asks for it."""
         if not len(self.x_unlabeled):
             return self.x_train, self.y_train
         unknown = np.full(len(self.x_unlabeled), UNLABELED, np.int32)
-        return (
-            np.concatenate([self.x_train, self.x_unlabeled]),
-            np.concatenate([self.y_train, unknown]),
-        )
+        labels = np.concatenate([self.y_train, unknown])
+        if not isinstance(self.x_unlabeled, np.ndarray):
+            from lcmt_tf.data.disk import ImagePool
+
+            return ImagePool([self.x_train, self.x_unlabeled]), labels
+        return np.concatenate([self.x_train, self.x_unlabeled]), labels
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -86,9 +95,14 @@ class ImageDataset:
         return np.bincount(self.y_train, minlength=self.num_classes).tolist()
 
     def channel_mean_std(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of all training images, in [0, 1] units."""
+        """Per-channel mean and std of all training images, in [0, 1] units (a block
+        of images at a time for a pool on disk)."""
         axes = (0, 1, 2)
         images = self.training_pool()[0]
+        if not isinstance(images, np.ndarray):
+            from lcmt_tf.data.disk import channel_mean_std
+
+            return channel_mean_std([self.x_train, self.x_unlabeled])
         mean = np.mean(images, axis=axes, dtype=np.float64) / 255.0
         mean_square = np.mean(np.square(images, dtype=np.float64), axis=axes) / 255.0**2
         std = np.sqrt(np.maximum(mean_square - mean**2, 0.0))
@@ -109,7 +123,13 @@ def load_dataset(
     kind = source_kind(dataset)
     if kind == "tfds":
         *arrays, names = _load_tfds(TFDS_NAMES[dataset], data_dir, download)
-        return dataclasses.replace(_validated(dataset, *arrays), class_names=names)
+        validated = dataclasses.replace(_validated(dataset, *arrays), class_names=names)
+        if TFDS_NAMES[dataset] not in TFDS_UNLABELED_SPLITS:
+            return validated
+        unlabeled = _tfds_unlabeled(TFDS_NAMES[dataset], data_dir, cache_dir)
+        if unlabeled.shape[1:] != validated.x_train.shape[1:]:
+            raise UserInputError(f"{dataset}: its unlabeled images are {unlabeled.shape[1:]}")
+        return dataclasses.replace(validated, x_unlabeled=unlabeled)
     if kind == "digits":
         return _validated(dataset, *_load_digits())
     path = dataset.partition(":")[2]
@@ -131,6 +151,19 @@ def load_dataset(
     return dataclasses.replace(validated, class_names=tuple(names), x_unlabeled=x_unlabeled)
 
 
+def _tfds_error(name: str, data_dir: str | None, error: Exception) -> UserInputError:
+    where = data_dir or "the default tensorflow-datasets folder (~/tensorflow_datasets)"
+    how = (
+        f"download it where there is internet (`tfds build {name} --data_dir=DIR`, or "
+        "rerun there with --download) and pass --data_dir=DIR, or use "
+        "--dataset=npz:PATH or --dataset=folder:PATH"
+    )
+    return UserInputError(
+        f"{name} is not available in {where} ({type(error).__name__}: "
+        f"{str(error).splitlines()[0][:120] if str(error) else 'no detail'}); {how}"
+    )
+
+
 def _load_tfds(name: str, data_dir: str | None, download: bool):
     import tensorflow_datasets as tfds
 
@@ -144,16 +177,7 @@ def _load_tfds(name: str, data_dir: str | None, download: bool):
             with_info=True,
         )
     except Exception as error:  # tfds raises assertion, import and network errors alike
-        where = data_dir or "the default tensorflow-datasets folder (~/tensorflow_datasets)"
-        how = (
-            "download it where there is internet (`tfds build "
-            f"{name} --data_dir=DIR`, or rerun there with --download) and pass "
-            "--data_dir=DIR, or use --dataset=npz:PATH or --dataset=folder:PATH"
-        )
-        raise UserInputError(
-            f"{name} is not available in {where} ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:120] if str(error) else 'no detail'}); {how}"
-        ) from None
+        raise _tfds_error(name, data_dir, error) from None
     arrays = []
     for split in splits:
         images, labels = [], []
@@ -162,6 +186,51 @@ def _load_tfds(name: str, data_dir: str | None, download: bool):
             labels.append(label)
         arrays += [np.stack(images), np.asarray(labels)]
     return (*arrays, None, tuple(info.features["label"].names))
+
+
+def _tfds_unlabeled(name: str, data_dir: str | None, cache_dir: str | None):
+    """The unlabeled split of a tensorflow-datasets data set (stl10: 100,000 images,
+    2.8 GB decoded), written once, a batch at a time, into a `.npy` file in the cache
+    and read from there as needed (`DiskImages`); in memory when `cache_dir` is None."""
+    import tensorflow_datasets as tfds
+
+    from lcmt_tf.data.disk import DiskImages, NpyWriter
+    from lcmt_tf.data.folders import default_cache_dir
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        split = tfds.load(
+            name, split=TFDS_UNLABELED_SPLITS[name], data_dir=data_dir, download=False
+        )
+    except Exception as error:  # as in _load_tfds
+        raise _tfds_error(name, data_dir, error) from None
+    batches = tfds.as_numpy(split.map(lambda example: example["image"]).batch(1024))
+    if cache_dir is None:
+        return np.concatenate(list(batches))
+    place = f"{name} {builder.version} {os.path.realpath(builder.data_dir)}"
+    folder = os.path.join(
+        cache_dir or default_cache_dir(),
+        f"tfds-{name}-{hashlib.sha256(place.encode()).hexdigest()[:16]}",
+    )
+    path = os.path.join(folder, "x_unlabeled.npy")
+    try:
+        return DiskImages(path)
+    except (OSError, ValueError):
+        pass  # not written yet, or cut off: write it (again)
+    os.makedirs(folder, exist_ok=True)
+    writer = None
+    temporary = f"{path}.{os.getpid()}.partial"
+    try:
+        for images in batches:
+            if writer is None:
+                writer = NpyWriter(temporary, images.shape[1:])
+            writer.write(images)
+        writer.close()
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return DiskImages(path)
 
 
 def _load_digits():

@@ -58,15 +58,18 @@ class TensorFlowSteps:
 
     def loss_term_gradient_norms(self, data, names) -> dict[str, tuple[float, float, float]]:
         """{term: (value, |d term / d student|, |d term / d teacher|)} over one batch,
-        eagerly (in the first replica when training data-parallel); the batch-norm
-        statistics and random states it touches are restored."""
+        in one graph function (eagerly, the persistent tape's tensors of a large image
+        batch took gigabytes that the process kept), in the first replica when training
+        data-parallel; the batch-norm statistics and random states it touches are
+        restored."""
         saved = [variable.numpy() for variable in self.non_trainable_variables]
+        norms_of = tf.function(lambda batch: self._term_gradient_norms(batch, names))
         try:
             strategy = tf.distribute.get_strategy()
             if strategy.num_replicas_in_sync == 1:
-                norms = self._term_gradient_norms(data, names)
+                norms = norms_of(data)
             else:
-                per_replica = strategy.run(self._term_gradient_norms, args=(data, names))
+                per_replica = strategy.run(norms_of, args=(data,))
                 norms = tf.nest.map_structure(
                     lambda value: strategy.experimental_local_results(value)[0], per_replica
                 )
