@@ -131,9 +131,18 @@ def probabilities(
     model: MeanTeacher, images: np.ndarray, network: str = "teacher", batch_size: int = BATCH_SIZE
 ) -> np.ndarray:
     """(N, classes) softmax probabilities of raw uint8 images, in inference mode."""
-    logits = _outputs(model, images, network, batch_size)[1]
+    return features_and_probabilities(model, images, network, batch_size)[1]
+
+
+def features_and_probabilities(
+    model: MeanTeacher, images, network: str = "student", batch_size: int = BATCH_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features, softmax probabilities) of raw images through one network in one pass;
+    `images` is anything that slices into batches of images (an array, an ImagePool
+    view), read a batch at a time."""
+    features, logits = _outputs(model, images, network, batch_size)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    return features, shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _outputs(model, images, network, batch_size):

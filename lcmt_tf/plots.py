@@ -12,8 +12,8 @@ import numpy as np
 from lcmt_tf.errors import MissingExtraError
 from lcmt_tf.files import atomic_write
 
-METHOD_LABELS = {"mt": "Mean Teacher", "mtlc": "MT + LC"}
-METHOD_COLORS = {"mt": "tab:blue", "mtlc": "tab:red"}
+METHOD_LABELS = {"mt": "Mean Teacher", "mtlc": "MT + LC", "supervised": "supervised only"}
+METHOD_COLORS = {"mt": "tab:blue", "mtlc": "tab:red", "supervised": "tab:gray"}
 
 
 def pyplot():
@@ -234,3 +234,71 @@ def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str) -> None:
 
 
 # Prediction
+
+
+def plot_reliability(calibration: dict, path: str) -> None:
+    """The teacher's reliability diagram: accuracy against confidence per bin (bars),
+    the diagonal of perfect calibration, and the ECE."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(5, 5))
+    bins = [b for b in calibration["bins"] if b["count"]]
+    axis.bar(
+        [(b["low"] + b["high"]) / 2 for b in bins],
+        [b["accuracy"] for b in bins],
+        width=[b["high"] - b["low"] for b in bins],
+        edgecolor="black",
+        alpha=0.7,
+        label="accuracy",
+    )
+    axis.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    axis.set_xlabel("teacher confidence")
+    axis.set_ylabel("accuracy")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.legend(loc="upper left", fontsize=8)
+    axis.set_title(
+        f"{calibration['measured_on']} ({calibration['images']} images): "
+        f"ECE {calibration['expected_calibration_error']:.4f}",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    save(figure, path)
+
+
+def plot_budget(summary: dict, path: str) -> None:
+    """Final teacher test error against the number of labels, per method (mean, band
+    ±1 std over seeds); below it, the paired MT+LC - MT difference with its interval."""
+    plt = pyplot()
+    figure, (errors, differences) = plt.subplots(
+        2, 1, figsize=(6, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
+    )
+    budgets = [entry["num_labels"] for entry in summary["budgets"]]
+    methods = dict.fromkeys(row["method"] for e in summary["budgets"] for row in e["rows"])
+    for method in methods:
+        rows = [
+            next((row for row in entry["rows"] if row["method"] == method), None)
+            for entry in summary["budgets"]
+        ]
+        mean = _none_to_nan([row and row["teacher_test_error_mean"] for row in rows])
+        std = np.nan_to_num(_none_to_nan([row and row["teacher_test_error_std"] for row in rows]))
+        color = METHOD_COLORS.get(method, "gray")
+        errors.plot(budgets, mean, "o-", color=color, label=METHOD_LABELS.get(method, method))
+        errors.fill_between(budgets, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+    errors.set_ylabel("final teacher test error (%)")
+    errors.legend(fontsize=8)
+    errors.grid(alpha=0.3)
+    mean = _none_to_nan([e["paired"]["teacher_difference_mean"] for e in summary["budgets"]])
+    intervals = [e["paired"]["teacher_difference_ci95"] or [None, None] for e in summary["budgets"]]
+    low = _none_to_nan([i[0] for i in intervals])
+    high = _none_to_nan([i[1] for i in intervals])
+    differences.errorbar(
+        budgets, mean, yerr=[mean - low, high - mean], fmt="o", color="black", capsize=3
+    )
+    differences.axhline(0.0, color="gray", linestyle=":")
+    differences.set_ylabel("MT + LC − MT (points)")
+    differences.set_xlabel("labels")
+    differences.set_xscale("log")
+    differences.grid(alpha=0.3)
+    figure.suptitle(f"{summary['setting']}: error against the label budget (mean ± std)")
+    figure.tight_layout()
+    save(figure, path)

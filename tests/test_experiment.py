@@ -85,7 +85,7 @@ def test_bad_seed_ranges_are_refused(text):
         (["table", "--settings=digits", "--set=epochs"], "--set='epochs' must look like KEY=VALUE"),
         (["table", "--settings=digits", "--seeds=x"], "--seeds='x'"),
         (["table"], "--settings is empty"),
-        (["plot", "--settings=digits"], "one command (table, sweep, tune, curves, bias, tsne)"),
+        (["plot", "--settings=digits"], "(table, sweep, tune, budget, curves, bias, tsne)"),
         (["table", "--settings=digits", "--methods=mt"], "give mt and mtlc"),
         (["sweep", "--setting=digits", "--values=1"], "--param is required"),
         (["sweep", "--setting=digits", "--param=lc_epsilon"], "--values is required"),
@@ -365,3 +365,33 @@ def test_tsne_subsample_is_seeded_and_without_replacement(count, limit):
     assert len(chosen) == min(count, limit) == len(set(chosen.tolist()))
     assert chosen.tolist() == sorted(chosen.tolist()) and chosen.max() < count
     assert subsample(count, limit, seed=3).tolist() == chosen.tolist()
+
+
+@pytest.mark.tensorflow_only
+def test_budget_trains_a_table_per_label_count(tmp_path):
+    completed = experiment(
+        "budget", "--setting=digits", "--num_labels=20,50", "--seeds=0", f"--root={tmp_path}",
+        "--fork", "--parallel=2", "--set=epochs=2", "--set=lc_start_epoch=1",
+        "--set=lr_decay_epochs=1", "--set=width=0.25", "--set=eval_every=2",
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    summary = json.load(open(tmp_path / "budget.json"))
+    assert [entry["num_labels"] for entry in summary["budgets"]] == [20, 50]
+    for entry in summary["budgets"]:
+        budget = entry["num_labels"]
+        assert [row["method"] for row in entry["rows"]] == ["supervised", "mt", "mtlc"]
+        for row in entry["rows"]:
+            results = json.load(
+                open(
+                    tmp_path
+                    / f"labels_{budget}"
+                    / "digits"
+                    / row["method"]
+                    / "seed_0"
+                    / "results.json"
+                )
+            )
+            assert results["num_labeled"] == budget
+            assert row["teacher_test_error_mean"] == pytest.approx(results["teacher_test_error"])
+    assert (tmp_path / "budget.png").stat().st_size > 10_000
+    assert "| 50 | mtlc | 1 |" in (tmp_path / "budget.md").read_text()

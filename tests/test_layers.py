@@ -46,7 +46,13 @@ LAYERS = [
     ],
     ["lcmt_tf.builders", "lcmt_tf.run_dir.lifecycle", "lcmt_tf.run_dir"],
     ["lcmt_tf.train"],
-    ["lcmt_tf.inference", "lcmt_tf.experiments", "lcmt_tf.benchmark", "lcmt_tf.launch"],
+    [
+        "lcmt_tf.inference",
+        "lcmt_tf.curation",
+        "lcmt_tf.experiments",
+        "lcmt_tf.benchmark",
+        "lcmt_tf.launch",
+    ],
     ["lcmt_tf.cli", "lcmt_tf.__main__"],
 ]
 # Where a module may use its own location: to find package data, or the checkout it

@@ -8,6 +8,9 @@ a stack trace. Each command is a module with `main()`:
     evaluate    lcmt evaluate     python -m lcmt_tf.cli.evaluate    (scripts/evaluate.py)
     predict     lcmt predict      python -m lcmt_tf.cli.predict     (scripts/predict.py)
     export      lcmt export       python -m lcmt_tf.cli.export      (scripts/export.py)
+    rank        lcmt rank         python -m lcmt_tf.cli.rank        (scripts/rank.py)
+    pseudo_labels lcmt pseudo-labels  python -m lcmt_tf.cli.pseudo_labels
+    audit       lcmt audit        python -m lcmt_tf.cli.audit       (scripts/audit.py)
     benchmark   lcmt benchmark    python -m lcmt_tf.cli.benchmark   (scripts/benchmark.py)
 
 `lcmt` (and `python -m lcmt_tf`) dispatches to them (lcmt_tf.cli.main). A command

@@ -6,6 +6,8 @@ r"""Experiments over settings, seeds and values, as ordinary resumable runs.
         --values=0,0.03,0.1,0.3,1 --seeds=0-4 --root=runs/digits_experiment --fork
     lcmt experiment tune --setting=digits --root=runs/digits_tune --fork \
         --set=validation_fraction=0.2 --space=lc_weight=log:1:30 --tune_seeds=0-1 --seeds=10-19
+    lcmt experiment budget --setting=digits --num_labels=20,50,100 --seeds=0-4 \
+        --root=runs/digits_budget --fork
     lcmt experiment curves --setting=digits --root=runs/digits_experiment
     lcmt experiment bias --setting=digits --root=runs/digits_experiment
     lcmt experiment tsne --setting=digits --root=runs/digits_experiment
@@ -17,7 +19,8 @@ seeds, and the paired MT+LC - MT difference with its 95 % t-interval. `sweep`: o
 run per value of --param and seed (value 0 of lc_epsilon or lc_weight: Mean Teacher),
 ROOT/sweep.{json,csv,md,png}. `tune`: a search of LC's settings (Optuna) judged on a
 validation split only, then Mean Teacher against MT+LC with the chosen values on fresh
-seeds (lcmt_tf.experiments.tune), ROOT/S/tune/tune.{json,md}. `curves`: test error
+seeds (lcmt_tf.experiments.tune), ROOT/S/tune/tune.{json,md}. `budget`: a table per
+label count (--num_labels), ROOT/budget.{json,md,png}. `curves`: test error
 against epoch from the runs' history.csv, ROOT/S/curves.png. `bias`: the
 confirmation-bias diagnostics against epoch (the teacher's error on the unlabeled
 images, images fixed and broken, who the misclassified images' neighbours are),
@@ -40,7 +43,7 @@ from absl import flags
 from lcmt_tf import cli
 from lcmt_tf.cli import fail
 
-COMMANDS = ("table", "sweep", "tune", "curves", "bias", "tsne")
+COMMANDS = ("table", "sweep", "tune", "budget", "curves", "bias", "tsne")
 
 
 def define_flags() -> None:
@@ -71,6 +74,7 @@ def define_flags() -> None:
         "(repeatable), e.g. lc_weight=log:1:30",
     )
     flags.DEFINE_integer("trials", 12, "tune: trials of the search")
+    flags.DEFINE_string("num_labels", None, "budget: the label counts, e.g. 20,50,100")
     flags.DEFINE_string(
         "tune_seeds", "0", "tune: the seeds every trial trains (the confirmation uses --seeds)"
     )
@@ -211,6 +215,28 @@ def tune(root: str, seeds: list[int]) -> None:
     print(f"written: {', '.join(paths)}")
 
 
+def budget(root: str, seeds: list[int]) -> None:
+    from lcmt_tf.experiments import budget as budgets
+
+    runs = budgets.plan_budget(
+        required("setting", "digits"),
+        budgets.parse_budgets(required("num_labels", "20,50,100")),
+        seeds,
+        root,
+        FLAGS.set,
+        FLAGS.fork,
+        flags_dirs=FLAGS.flags_dir,
+    )
+
+    def write():
+        summary = budgets.summarize_budget(runs)
+        paths = budgets.write_budget(root, summary)
+        print(budgets.markdown(summary), end="")
+        print(f"written: {', '.join(paths)}")
+
+    train_and_write([run for budget_runs in runs.values() for run in budget_runs], write)
+
+
 def bias(root: str) -> None:
     from lcmt_tf.experiments.curves import write_bias
 
@@ -245,11 +271,11 @@ def experiment(argv: list[str]) -> None:
     root = required("root", "runs/digits_experiment")
     if FLAGS.parallel < 1:
         fail("--parallel must be >= 1")
-    if command in ("table", "sweep", "tune"):
+    if command in ("table", "sweep", "tune", "budget"):
         from lcmt_tf.experiments.runner import parse_seeds
 
         seeds = parse_seeds(FLAGS.seeds)
-        {"table": table, "sweep": sweep, "tune": tune}[command](root, seeds)
+        {"table": table, "sweep": sweep, "tune": tune, "budget": budget}[command](root, seeds)
     else:
         {"curves": curves, "bias": bias, "tsne": tsne}[command](root)
 

@@ -16,6 +16,9 @@ COMMANDS = {
     "experiment": ("experiment", "tables, sweeps, curves and t-SNE over many runs"),
     "evaluate": ("evaluate", "test errors, per-class accuracy and calibration of a run"),
     "predict": ("predict", "classify image files with a run's teacher (CSV)"),
+    "rank": ("rank", "rank a run's unlabeled images for labeling (CSV)"),
+    "pseudo-labels": ("pseudo_labels", "a run's confident teacher labels, and its calibration"),
+    "audit": ("audit", "class mix, out-of-class images and test leakage of the unlabeled pool"),
     "export": ("export", "a run's teacher as a SavedModel or ONNX file"),
     "benchmark": ("benchmark", "training throughput of the supervised, MT and MT+LC steps"),
 }

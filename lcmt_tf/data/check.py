@@ -38,30 +38,36 @@ def check_data(config: TrainConfig) -> tuple[str, list[str]]:
     is_labeled[labeled] = True
     mean, std = dataset.channel_mean_std()
     height, width, channels = dataset.image_shape
-    evaluated = "validation" if config.validation_fraction else "test"
+    validation = bool(len(dataset.y_validation))
     lines = [
         f"data set: {config.dataset}",
         f"images: {height}x{width}, {channels} channel{'s' if channels > 1 else ''}; "
         f"channel mean {np.round(mean, 4).tolist()}, std {np.round(std, 4).tolist()}",
         f"evaluation: {evaluation_set(config)}",
         "",
-        f"| class | train | labeled | unlabeled | {evaluated} |",
-        "|---|---|---|---|---|",
+        f"| class | train | labeled | unlabeled | test |{' validation |' if validation else ''}",
+        f"|---|---|---|---|---|{'---|' if validation else ''}",
     ]
     for index, name in enumerate(dataset.class_names):
         members = dataset.y_train == index
+        held_out = f" {int((dataset.y_validation == index).sum())} |" if validation else ""
         lines.append(
             f"| {name} | {int(members.sum())} | {int(is_labeled[: len(members)][members].sum())} "
             f"| {int((~is_labeled[: len(members)][members]).sum())} "
-            f"| {int((dataset.y_test == index).sum())} |"
+            f"| {int((dataset.y_test == index).sum())} |{held_out}"
         )
     if len(dataset.x_unlabeled):
-        lines.append(f"| (unlabeled/ folder) | — | 0 | {len(dataset.x_unlabeled)} | — |")
+        lines.append(
+            f"| (unlabeled/ folder) | — | 0 | {len(dataset.x_unlabeled)} | — |"
+            f"{' — |' if validation else ''}"
+        )
     lines.append(
         f"| total | {len(dataset.y_train)} | {int(is_labeled.sum())} "
         f"| {int((~is_labeled).sum())} | {len(dataset.y_test)} |"
+        f"{f' {len(dataset.y_validation)} |' if validation else ''}"
     )
-    test_hashes = set(image_hashes(dataset.x_test))
+    evaluation_images = np.concatenate([dataset.x_test, dataset.x_validation])
+    test_hashes = set(image_hashes(evaluation_images))
     duplicated = [
         int(index) for index, digest in zip(labeled, image_hashes(images[labeled]))
         if digest in test_hashes

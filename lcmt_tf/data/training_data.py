@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from lcmt_tf.config import TrainConfig
+from lcmt_tf.config import TrainConfig, source_kind
 from lcmt_tf.data.batches import SemiSupervisedBatches
 from lcmt_tf.data.sources import ImageDataset, load_dataset
 from lcmt_tf.data.split import stratified_holdout, stratified_label_split
@@ -78,3 +78,20 @@ def load_training_data(
         process_share=process_share,
     )
     return dataset, labeled, unlabeled, batches
+
+
+def pool_paths(config: TrainConfig) -> list[str] | None:
+    """The image file of each image of a folder run's training pool, in pool order
+    (its train/ images, less the validation split, then unlabeled/); None for the
+    other sources, whose images have no files."""
+    if source_kind(config.dataset) != "folder":
+        return None
+    from lcmt_tf.data.folders import folder_listing
+
+    listing = folder_listing(config.dataset.partition(":")[2])
+    train = [path for path, _ in listing["train"]]
+    if config.validation_fraction:
+        labels = np.asarray([label for _, label in listing["train"]], np.int32)
+        kept, _ = stratified_holdout(labels, config.validation_fraction, config.label_seed)
+        train = [train[index] for index in kept]
+    return train + [path for path, _ in listing.get("unlabeled", [])]
