@@ -48,6 +48,13 @@ def digits_split():
     return data.x_train[..., 0], data.y_train, data.x_test[..., 0], data.y_test
 
 
+def five_per_class(labels: np.ndarray, classes: int, rng) -> np.ndarray:
+    """Indices of 5 images of each of the first `classes` classes: the labeled ones."""
+    return np.concatenate(
+        [rng.choice(np.flatnonzero(labels == label), 5, replace=False) for label in range(classes)]
+    )
+
+
 def write_folder(root, train, unlabeled, test):
     """Writes [(image, label)] lists as PNG files; returns {unlabeled path: label}."""
     from PIL import Image
@@ -99,9 +106,7 @@ def labeled_copy(source: str, target: str, chosen: list[str], truth: dict) -> st
 def ranking_against_random(seed: int) -> dict:
     x_train, y_train, x_test, y_test = digits_split()
     rng = np.random.default_rng(seed)
-    labeled = np.concatenate(
-        [rng.choice(np.flatnonzero(y_train == label), 5, replace=False) for label in range(10)]
-    )
+    labeled = five_per_class(y_train, 10, rng)
     rest = np.setdiff1d(np.arange(len(y_train)), labeled)
     root = os.path.join(FLAGS.work_dir, f"seed_{seed}")
     base = os.path.join(root, "base")
@@ -135,9 +140,7 @@ def planted_outliers() -> dict:
     x_train, y_train, x_test, y_test = digits_split()
     rng = np.random.default_rng(100)
     known = np.flatnonzero(y_train < 9)
-    labeled = np.concatenate(
-        [rng.choice(np.flatnonzero(y_train == label), 5, replace=False) for label in range(9)]
-    )
+    labeled = five_per_class(y_train, 9, rng)
     unlabeled = [(x_train[i], int(y_train[i])) for i in np.setdiff1d(known, labeled)]
     planted_class = [(x_train[i], 9) for i in np.flatnonzero(y_train == 9)]
     noise = [(rng.integers(0, 256, (8, 8), dtype=np.uint8), -1) for _ in range(FLAGS.noise_images)]

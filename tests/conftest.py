@@ -197,3 +197,48 @@ def bad_inputs(tmp_path_factory):
     (root / "broken.npz").write_bytes(b"not an archive")
     paths["broken"] = root / "broken.npz"
     return paths
+
+
+def write_digits_folder(root):
+    """scikit-learn's digits as a practitioner's folder: 5 labeled images per class
+    (PNG and BMP), 300 unlabeled in subfolders, 100 test images."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * 255 / 16).astype(np.uint8)
+    order = np.random.default_rng(0).permutation(len(images))
+    taken = {label: 0 for label in range(10)}
+    unlabeled = test = 0
+    for index in order:
+        label = int(digits.target[index])
+        if taken[label] < 5:
+            ending = "png" if taken[label] % 2 else "bmp"
+            path = root / "train" / f"digit{label}" / f"{index}.{ending}"
+            taken[label] += 1
+        elif unlabeled < 300:
+            path = root / "unlabeled" / f"batch{unlabeled % 3}" / f"{index}.png"
+            unlabeled += 1
+        elif test < 100:
+            path = root / "test" / f"digit{label}" / f"{index}.png"
+            test += 1
+        else:
+            continue
+        os.makedirs(path.parent, exist_ok=True)
+        Image.fromarray(images[index]).save(path)
+
+
+@pytest.fixture(scope="session")
+def folder_run(tmp_path_factory):
+    """A practitioner's run, trained once for the session: the digits folder
+    (`write_digits_folder`) with --num_labels=all, 3 epochs, LC from the second. Tests
+    read it and add their own outputs beside it (evaluate, predict, export, rank, ...)."""
+    root = tmp_path_factory.mktemp("practitioner")
+    write_digits_folder(root / "data")
+    completed = train("--flagfile=flags/digits.txt", f"--dataset=folder:{root / 'data'}",
+                      "--num_labels=all", "--epochs=3", "--lc_start_epoch=1",
+                      "--lc_rampup_epochs=1", "--lr_decay_epochs=1", "--eval_every=1",
+                      "--unlabeled_batch_size=64", "--verbose=0",
+                      f"--model_dir={root / 'run'}")  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return root

@@ -85,22 +85,6 @@ def test_near_duplicates_of_test_images_are_found():
     ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def folder_run(tmp_path_factory):
-    from test_inference import write_digits_folder
-
-    from conftest import train
-
-    root = tmp_path_factory.mktemp("curation")
-    write_digits_folder(root / "data")
-    completed = train("--flagfile=flags/digits.txt", f"--dataset=folder:{root / 'data'}",
-                      "--num_labels=all", "--epochs=2", "--lc_start_epoch=1",
-                      "--lr_decay_epochs=1", "--unlabeled_batch_size=64", "--verbose=0",
-                      f"--model_dir={root / 'run'}")  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return root
-
-
 def command(name, *args):
     import subprocess
     import sys

@@ -14,7 +14,7 @@ import pytest
 
 from lcmt_tf.inference import confusion_matrix, expected_calibration_error
 
-from conftest import ROOT, error_lines, train
+from conftest import ROOT, error_lines
 
 pytestmark = pytest.mark.tensorflow_only  # the command line, SavedModel and ONNX
 
@@ -28,48 +28,6 @@ def script(name, *args):
         text=True,
         timeout=600,
     )
-
-
-def write_digits_folder(root):
-    """scikit-learn's digits as a practitioner's folder: 5 labeled images per class
-    (PNG and BMP), 300 unlabeled in subfolders, 100 test images."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.round(digits.images * 255 / 16).astype(np.uint8)
-    order = np.random.default_rng(0).permutation(len(images))
-    taken = {label: 0 for label in range(10)}
-    unlabeled = test = 0
-    for index in order:
-        label = int(digits.target[index])
-        if taken[label] < 5:
-            ending = "png" if taken[label] % 2 else "bmp"
-            path = root / "train" / f"digit{label}" / f"{index}.{ending}"
-            taken[label] += 1
-        elif unlabeled < 300:
-            path = root / "unlabeled" / f"batch{unlabeled % 3}" / f"{index}.png"
-            unlabeled += 1
-        elif test < 100:
-            path = root / "test" / f"digit{label}" / f"{index}.png"
-            test += 1
-        else:
-            continue
-        os.makedirs(path.parent, exist_ok=True)
-        Image.fromarray(images[index]).save(path)
-
-
-@pytest.fixture(scope="module")
-def folder_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("practitioner")
-    write_digits_folder(root / "data")
-    completed = train("--flagfile=flags/digits.txt", f"--dataset=folder:{root / 'data'}",
-                      "--num_labels=all", "--epochs=3", "--lc_start_epoch=1",
-                      "--lc_rampup_epochs=1", "--lr_decay_epochs=1", "--eval_every=1",
-                      "--unlabeled_batch_size=64", "--verbose=0",
-                      f"--model_dir={root / 'run'}")  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return root
 
 
 def test_the_run_trained_on_every_labeled_image_and_the_unlabeled_folder(folder_run):

@@ -96,19 +96,19 @@ def write_curves(root: str, setting: str) -> list[str]:
     """ROOT/S/curves.json and ROOT/S/curves.png; returns their paths."""
     from lcmt_tf.plots import plot_curves
 
-    curves = learning_curves(root, setting)
-    paths = [os.path.join(root, setting, f"curves.{ending}") for ending in ("json", "png")]
-    atomic_write_json(paths[0], curves)
-    plot_curves(curves, paths[1])
-    return paths
+    return _write(root, setting, "curves", learning_curves, plot_curves)
 
 
 def write_bias(root: str, setting: str) -> list[str]:
     """ROOT/S/bias.json and ROOT/S/bias.png; returns their paths."""
     from lcmt_tf.plots import plot_bias
 
-    curves = bias_curves(root, setting)
-    paths = [os.path.join(root, setting, f"bias.{ending}") for ending in ("json", "png")]
+    return _write(root, setting, "bias", bias_curves, plot_bias)
+
+
+def _write(root: str, setting: str, name: str, compute, plot) -> list[str]:
+    curves = compute(root, setting)
+    paths = [os.path.join(root, setting, f"{name}.{ending}") for ending in ("json", "png")]
     atomic_write_json(paths[0], curves)
-    plot_bias(curves, paths[1])
+    plot(curves, paths[1])
     return paths
