@@ -8,7 +8,7 @@ in all, so everything runs on Keras' JAX backend, in this order:
 2. `lcmt benchmark` (JAX, bfloat16, conv_large at --width, the paper's batch of 32 + 128):
    Mean Teacher and MT+LC, --steps_per_execution 1 and 10, synthetic and pipeline
    inputs; images/s, achieved FLOP/s against --peak_flops, LC overhead, peak memory.
-   Each of the four calls has its own share of the budget; one that runs out is
+   Each call has its own share of the budget; one that runs out is
    recorded as such and the next starts.
 3. With the time left: Mean Teacher on CIFAR-10 (4,000 labels, seed 0), then MT+LC
    forked from it at the LC start, on the paper's schedule (flags cifar10_4000_mt and
@@ -66,6 +66,9 @@ flags.DEFINE_float(
 flags.DEFINE_float("bench_share", 0.4, "share of the budget the benchmark may use")
 flags.DEFINE_list(
     "bench_modes", ["mt", "mtlc"], "benchmark modes (mt, mtlc; both give LC overhead)"
+)
+flags.DEFINE_list(
+    "bench_steps_per_execution", ["1", "10"], "benchmark: each value with each input, a call each"
 )
 flags.DEFINE_float("bench_reserve_s", 10.0, "benchmark: what each later call keeps of the share")
 flags.DEFINE_float("scale", 0.0, "schedule scale of the paired run (0: fit the time left)")
@@ -169,8 +172,13 @@ def environment() -> dict:
 
 
 def benchmarks(record: Record, budget: Budget, scratch: str) -> list[dict]:
-    """The four benchmark calls, each within its share of the benchmark's budget."""
-    calls = [(spe, source) for spe in (1, 10) for source in ("synthetic", "pipeline")]
+    """The benchmark calls (each --bench_steps_per_execution with synthetic and pipeline
+    inputs), each within its share of the benchmark's budget."""
+    calls = [
+        (int(spe), source)
+        for spe in FLAGS.bench_steps_per_execution
+        for source in ("synthetic", "pipeline")
+    ]
     stage = Budget(budget.left() * FLAGS.bench_share)
     results, records = [], []
     for position, (steps_per_execution, source) in enumerate(calls):

@@ -22,6 +22,10 @@ import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(ROOT, "scripts", "train.py")
+# Command-line runs that test something else leave out the start-up loss check (about 5 s
+# of compilation a process): tests/test_sanity.py tests it, and the end-to-end runs
+# (test_cli.py, .ci/installed_package) run with it, as users do.
+NO_STARTUP_CHECK = "--sanity_check=false"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -238,7 +242,7 @@ def folder_run(tmp_path_factory):
     completed = train("--flagfile=flags/digits.txt", f"--dataset=folder:{root / 'data'}",
                       "--num_labels=all", "--epochs=3", "--lc_start_epoch=1",
                       "--lc_rampup_epochs=1", "--lr_decay_epochs=1", "--eval_every=1",
-                      "--unlabeled_batch_size=64", "--verbose=0",
+                      "--unlabeled_batch_size=64", "--verbose=0", NO_STARTUP_CHECK,
                       f"--model_dir={root / 'run'}")  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     return root

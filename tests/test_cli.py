@@ -9,7 +9,7 @@ import pytest
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.run_dir.fork import check_fork
 
-from conftest import error_lines, train
+from conftest import NO_STARTUP_CHECK, error_lines, train
 
 # A couple of epochs of MT+LC on digits, with LC on from the second epoch.
 QUICK = [
@@ -341,7 +341,7 @@ def image_folder(root, with_test=True, duplicate=False):
 
 
 FOLDER_RUN = [*QUICK[1:3], "--num_labels=all", "--unlabeled_batch_size=16",
-              "--labeled_batch_size=4", "--translate=1"]  # fmt: skip
+              "--labeled_batch_size=4", "--translate=1", NO_STARTUP_CHECK]  # fmt: skip
 
 
 @pytest.mark.jax_only  # the command line, backend-independent: checked once

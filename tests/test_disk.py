@@ -11,7 +11,7 @@ from lcmt_tf.data import SemiSupervisedBatches, load_dataset
 from lcmt_tf.data import folders as folder_module
 from lcmt_tf.data.disk import DiskImages, ImagePool, NpyWriter, channel_mean_std
 
-from conftest import train
+from conftest import NO_STARTUP_CHECK, train
 
 
 def write_pool(path, images, block=7, count_known=False):
@@ -129,7 +129,7 @@ def test_a_run_on_a_folder_from_disk_ends_where_the_same_run_from_memory_ends(tm
         f"--dataset=folder:{tmp_path / 'data'}", "--model=digits_net", "--width=0.25",
         "--num_labels=all", "--unlabeled_batch_size=16", "--labeled_batch_size=4",
         "--epochs=2", "--lc_weight=1", "--lc_start_epoch=1", "--lr_decay_epochs=1",
-        "--deterministic", "--verbose=0",
+        "--deterministic", "--verbose=0", NO_STARTUP_CHECK,
     ]  # fmt: skip
     from_disk = train(*common, f"--cache_dir={tmp_path / 'cache'}", f"--model_dir={tmp_path / 'a'}")
     from_memory = train(*common, "--cache_dir=none", f"--model_dir={tmp_path / 'b'}")

@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from lcmt_tf.errors import UserInputError
 from lcmt_tf.experiments.runner import parse_seeds
 from lcmt_tf.experiments.statistics import mean_std, paired_difference
 
-from conftest import ROOT, error_lines
+from conftest import NO_STARTUP_CHECK, ROOT, error_lines
 
 SCRIPT = os.path.join(ROOT, "scripts", "experiment.py")
 # Digits MT and MT+LC, 4 epochs, LC from epoch 2 (the fork point), decay in the last.
@@ -31,6 +32,7 @@ SHORT = [
     "--set=lr_decay_epochs=1",
     "--set=width=0.5",
     "--set=eval_every=2",
+    "--set=" + NO_STARTUP_CHECK[2:],
 ]
 
 
@@ -367,31 +369,49 @@ def test_tsne_subsample_is_seeded_and_without_replacement(count, limit):
     assert subsample(count, limit, seed=3).tolist() == chosen.tolist()
 
 
-@pytest.mark.tensorflow_only
-def test_budget_trains_a_table_per_label_count(tmp_path):
-    completed = experiment(
-        "budget", "--setting=digits", "--num_labels=20,50", "--seeds=0", f"--root={tmp_path}",
-        "--fork", "--parallel=2", "--set=epochs=2", "--set=lc_start_epoch=1",
-        "--set=lr_decay_epochs=1", "--set=width=0.25", "--set=eval_every=2",
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
-    summary = json.load(open(tmp_path / "budget.json"))
+def test_budget_writes_a_table_per_label_count_from_its_runs(tmp_path):
+    """The budget's plan, summary and files, on stand-in runs that write results.json
+    (its runs are a table's runs, trained by the table tests above)."""
+    from lcmt_tf.experiments import budget
+
+    runs = budget.plan_budget(
+        "digits", [50, 20], [0, 1], str(tmp_path), [s[6:] for s in SHORT], True
+    )
+    assert sorted(runs) == [20, 50]
+    offset = {"supervised": 20.0, "mt": 10.0, "mtlc": 9.0}
+    for count, budget_runs in runs.items():
+        assert sorted((run.method, run.seed) for run in budget_runs) == [
+            (method, seed) for method in ("mt", "mtlc", "supervised") for seed in (0, 1)
+        ]
+        for run in budget_runs:
+            assert f"--num_labels={count}" in run.args and "--epochs=4" in run.args
+            assert run.model_dir.startswith(str(tmp_path / f"labels_{count}" / "digits"))
+            error = offset[run.method] + 100 / count + (run.seed if run.method == "mtlc" else 0)
+            fake_run(Path(run.model_dir), error, error + 1.0, collapsed_at_end=False)
+    summary = budget.summarize_budget(runs)
     assert [entry["num_labels"] for entry in summary["budgets"]] == [20, 50]
     for entry in summary["budgets"]:
-        budget = entry["num_labels"]
-        assert [row["method"] for row in entry["rows"]] == ["supervised", "mt", "mtlc"]
-        for row in entry["rows"]:
-            results = json.load(
-                open(
-                    tmp_path
-                    / f"labels_{budget}"
-                    / "digits"
-                    / row["method"]
-                    / "seed_0"
-                    / "results.json"
-                )
-            )
-            assert results["num_labeled"] == budget
-            assert row["teacher_test_error_mean"] == pytest.approx(results["teacher_test_error"])
-    assert (tmp_path / "budget.png").stat().st_size > 10_000
-    assert "| 50 | mtlc | 1 |" in (tmp_path / "budget.md").read_text()
+        rows = {row["method"]: row for row in entry["rows"]}
+        assert list(rows) == ["supervised", "mt", "mtlc"]
+        mtlc = [9.0 + 100 / entry["num_labels"] + seed for seed in (0, 1)]
+        assert rows["mtlc"]["teacher_test_error_mean"] == pytest.approx(np.mean(mtlc))
+        assert rows["mtlc"]["teacher_test_error_std"] == pytest.approx(np.std(mtlc, ddof=1))
+        # MT+LC - MT, seed by seed: -1 and 0.
+        assert entry["paired"]["teacher_difference_mean"] == pytest.approx(-0.5)
+    paths = budget.write_budget(str(tmp_path), summary)
+    assert json.load(open(paths[0]))["budgets"][1]["num_labels"] == 50
+    assert "| 50 | mtlc | 2 |" in open(paths[1]).read()
+    assert os.path.getsize(paths[2]) > 10_000
+
+
+@pytest.mark.tensorflow_only  # the command line's checks do not depend on the backend
+def test_budget_plan_lists_a_table_per_label_count_and_runs_nothing(tmp_path):
+    root = tmp_path / "budget"
+    completed = experiment("budget", "--setting=digits", "--num_labels=20,50", "--seeds=0",
+                           f"--root={root}", "--fork", "--plan", *SHORT)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.strip().splitlines()
+    assert len(lines) == 7 and lines[-1].startswith("projected: ")  # 2 budgets x 3 methods
+    for method in ("supervised", "mt", "mtlc"):
+        assert sum(f" {method} seed 0 " in line for line in lines) == 2, lines
+    assert not root.exists()

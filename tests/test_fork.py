@@ -13,7 +13,7 @@ from lcmt_tf.config import TrainConfig
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.run_dir.fork import check_fork
 
-from conftest import error_lines, train
+from conftest import NO_STARTUP_CHECK, error_lines, train
 
 # The subprocess tests run once, in the JAX suite (training on JAX): forking is
 # backend-independent file handling; restoring a state on TensorFlow is tested by the
@@ -31,6 +31,7 @@ COMMON = [
     "--lr_decay_epochs=1",
     "--deterministic",
     "--verbose=0",
+    NO_STARTUP_CHECK,
 ]
 # MT+LC from epoch 2; 4 epochs, decaying in the last. Its Mean Teacher pair is shorter.
 MTLC = [*COMMON, "--epochs=4", "--lc_weight=1", f"--lc_start_epoch={FORK_EPOCH}",

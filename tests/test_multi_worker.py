@@ -19,14 +19,14 @@ import pytest
 
 from lcmt_tf.launch import launch_local
 
-from conftest import ROOT, TRAIN_SCRIPT, error_lines
+from conftest import NO_STARTUP_CHECK, ROOT, TRAIN_SCRIPT, error_lines
 
 EPOCHS = 2
-# The start-up loss check is off: it is tested on its own (tests/test_sanity.py), and the
-# test must stay within a minute.
+# The start-up loss check is off (conftest.NO_STARTUP_CHECK): the test must stay within a
+# minute.
 DIGITS = ["--flagfile=flags/digits.txt", "--width=0.5", f"--epochs={EPOCHS}",
           "--lc_start_epoch=1", "--lr_decay_epochs=1", f"--eval_every={EPOCHS}", "--verbose=0",
-          "--sanity_check=false"]  # fmt: skip
+          NO_STARTUP_CHECK]  # fmt: skip
 
 
 def launch(backend: str, model_dir, distribute: str = "multi_worker") -> list[subprocess.Popen]:

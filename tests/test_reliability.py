@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, TRAIN_SCRIPT, train
+from conftest import NO_STARTUP_CHECK, ROOT, TRAIN_SCRIPT, train
 
 # Small batches make an epoch 81 steps long, so that a kill lands inside one. LC starts in
 # the second epoch with epsilon measured as a quantile; the kill lands in the third, so the
@@ -34,6 +34,7 @@ DETERMINISTIC = [
     "--lr_decay_epochs=2",
     "--deterministic",
     "--verbose=0",
+    NO_STARTUP_CHECK,
 ]
 
 

@@ -22,13 +22,13 @@ import pytest
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.files import atomic_write_json
 
-from conftest import ROOT, error_lines, train
+from conftest import NO_STARTUP_CHECK, ROOT, error_lines, train
 
 pytestmark = pytest.mark.jax_only
 
 QUICK = [
     "--flagfile=digits", "--width=0.25", "--epochs=2", "--lc_start_epoch=1",
-    "--lr_decay_epochs=1", "--keep_epochs=1", "--eval_every=1", "--verbose=2",
+    "--lr_decay_epochs=1", "--keep_epochs=1", "--eval_every=1", "--verbose=2", NO_STARTUP_CHECK,
 ]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from lcmt_tf.errors import UserInputError
 from lcmt_tf.experiments import tune
 from lcmt_tf.files import atomic_write_json
 
-from conftest import ROOT
+from conftest import NO_STARTUP_CHECK, ROOT
 
 pytest.importorskip("optuna")
 
@@ -100,6 +100,7 @@ def test_experiment_tune_on_digits_searches_then_confirms(tmp_path):
         "--seeds=1-2", "--space=lc_weight=log:1:30", *VALIDATION, "--set=width=0.25",
         "--set=epochs=3", "--set=lc_start_epoch=2", "--set=lc_rampup_epochs=1",
         "--set=lr_decay_epochs=1", "--set=eval_every=1", "--parallel=2",
+        "--set=" + NO_STARTUP_CHECK[2:],
     ]  # fmt: skip
     completed = subprocess.run(
         command, capture_output=True, text=True, timeout=900,
