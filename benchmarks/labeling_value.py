@@ -56,9 +56,12 @@ def five_per_class(labels: np.ndarray, classes: int, rng) -> np.ndarray:
 
 
 def write_folder(root, train, unlabeled, test):
-    """Writes [(image, label)] lists as PNG files; returns {unlabeled path: label}."""
+    """Writes [(image, label)] lists as PNG files into a fresh `root` (what was there is
+    removed); returns {unlabeled path: label}."""
     from PIL import Image
 
+    if os.path.exists(root):
+        shutil.rmtree(root)
     truth = {}
     for split, items in (("train", train), ("test", test), ("unlabeled", unlabeled)):
         for index, (image, label) in enumerate(items):
@@ -110,8 +113,6 @@ def ranking_against_random(seed: int) -> dict:
     rest = np.setdiff1d(np.arange(len(y_train)), labeled)
     root = os.path.join(FLAGS.work_dir, f"seed_{seed}")
     base = os.path.join(root, "base")
-    if os.path.exists(base):
-        shutil.rmtree(base)
     truth = write_folder(
         base,
         [(x_train[i], int(y_train[i])) for i in labeled],
@@ -146,8 +147,6 @@ def planted_outliers() -> dict:
     noise = [(rng.integers(0, 256, (8, 8), dtype=np.uint8), -1) for _ in range(FLAGS.noise_images)]
     root = os.path.join(FLAGS.work_dir, "outliers")
     folder = os.path.join(root, "data")
-    if os.path.exists(folder):
-        shutil.rmtree(folder)
     truth = write_folder(
         folder,
         [(x_train[i], int(y_train[i])) for i in labeled],
