@@ -80,11 +80,14 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
             complete: losses, `val_student_accuracy`, `val_teacher_accuracy` and the
             errors of EvaluationErrors at every evaluation. Their state is not part of
             the run's resumable state, and under --distribute=multi_worker every
-            process runs them.
+            process runs them. The run's schedule sets the learning rate at the start
+            of every epoch (--lr, decaying linearly over the last --lr_decay_epochs),
+            so a callback that changes it (ReduceLROnPlateau) is undone one epoch
+            later: use such a callback in your own `fit`, without `linear_lr_decay`.
 
     Example:
         results = lcmt_tf.run(
-            lcmt_tf.train_config("digits", epochs=20, model_dir="runs/digits"),
+            lcmt_tf.train_config(["--flagfile=digits", "--epochs=20", "--model_dir=runs/d"]),
             callbacks=[keras.callbacks.EarlyStopping("val_teacher_accuracy", mode="max")],
         )
     """
