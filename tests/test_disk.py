@@ -3,6 +3,8 @@ that training sees exactly the batches it sees with the same images in memory.""
 
 import os
 import pickle
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -37,6 +39,44 @@ def test_a_pool_written_in_blocks_reads_back_as_numpy_reads_it(tmp_path, count_k
     np.testing.assert_array_equal(pool[10:20], images[10:20])
     np.testing.assert_array_equal(pool[7], images[7])
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(pool))[rows], images[rows])
+
+
+def test_rows_missing_from_the_page_cache_are_read_by_threads_into_their_places(
+    tmp_path, monkeypatch
+):
+    from lcmt_tf.data import disk
+
+    images = random_images(300)
+    pool = write_pool(tmp_path / "pool.npy", images)
+    rows = np.random.default_rng(1).integers(0, 300, 100)
+    reads = {"cache only": 0, "blocking": []}
+    real_read_into = DiskImages._read_into
+
+    def every_other_row_uncached(self, row_buffer, row, flags=0):
+        if flags:  # the page-cache pass: rows of odd index are "not cached"
+            reads["cache only"] += 1
+            return row % 2 == 0 and real_read_into(self, row_buffer, row, flags)
+        reads["blocking"].append(row)
+        return real_read_into(self, row_buffer, row, flags)
+
+    monkeypatch.setattr(DiskImages, "_read_into", every_other_row_uncached)
+    np.testing.assert_array_equal(pool[rows], images[rows])
+    if disk.NOWAIT is not None:
+        assert reads["cache only"] == 100
+        assert sorted(reads["blocking"]) == sorted(row for row in rows.tolist() if row % 2)
+    # In a forked child (the pool's threads are not inherited), reads still work.
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 when the rows read back right
+        os._exit(0 if np.array_equal(pool[rows], images[rows]) else 1)
+    deadline = time.monotonic() + 60  # a child waiting on threads it lacks would hang
+    while (finished := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if finished[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert finished[0] == pid and os.waitstatus_to_exitcode(finished[1]) == 0
+    monkeypatch.setattr(disk, "NOWAIT", None)  # where RWF_NOWAIT does not exist
+    np.testing.assert_array_equal(pool[rows], images[rows])
 
 
 def test_a_cut_off_pool_is_refused(tmp_path):
