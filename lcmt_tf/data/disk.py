@@ -90,24 +90,19 @@ class DiskImages:
             self._descriptor = os.open(self.path, os.O_RDONLY)
         return self._descriptor
 
-    def _read_into(self, row_buffer: np.ndarray, row: int, flags: int = 0) -> bool:
-        """Reads row `row` into `row_buffer`; False when `flags` has RWF_NOWAIT and the
-        row is not (all) in the page cache."""
-        offset = self.offset + row * self.row_bytes
+    def _read_into(self, buffer: np.ndarray, first: int, flags: int = 0) -> bool:
+        """Fills the uint8 array `buffer` with the rows from row `first` on, in one
+        positioned read; False when `flags` has RWF_NOWAIT and they are not (all) in
+        the page cache."""
         try:
-            count = os.preadv(self._file(), [memoryview(row_buffer)], offset, flags)
+            count = os.preadv(
+                self._file(), [memoryview(buffer)], self.offset + first * self.row_bytes, flags
+            )
         except BlockingIOError:
             return False
-        if count != self.row_bytes and not flags:
-            raise OSError(f"{self.path}: short read at row {row}")
-        return count == self.row_bytes
-
-    def _read(self, first: int, count: int) -> bytes:
-        wanted = count * self.row_bytes
-        data = os.pread(self._file(), wanted, self.offset + first * self.row_bytes)
-        if len(data) != wanted:
+        if count != buffer.nbytes and not flags:
             raise OSError(f"{self.path}: short read at row {first}")
-        return data
+        return count == buffer.nbytes
 
     def __getitem__(self, rows) -> np.ndarray:
         if isinstance(rows, (int, np.integer)):
@@ -115,9 +110,10 @@ class DiskImages:
         if isinstance(rows, slice):
             first, stop, step = rows.indices(len(self))
             if step == 1:  # one read
-                count = max(stop - first, 0)
-                block = np.frombuffer(self._read(first, count), np.uint8) if count else []
-                return np.array(block, np.uint8).reshape(count, *self.shape[1:])
+                block = np.empty((max(stop - first, 0), *self.shape[1:]), np.uint8)
+                if len(block):
+                    self._read_into(block, first)
+                return block
             rows = np.arange(first, stop, step)
         rows = np.asarray(rows, np.int64)
         rows = np.where(rows < 0, rows + len(self), rows)
