@@ -7,12 +7,14 @@ owned by the layer: its state is a variable that checkpoints save and restore.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
 from keras import ops
 
 from lcmt_tf.config import TRANSLATE_PADDINGS
+from lcmt_tf.errors import UserInputError
 
 
 def _select_shift(padded, offsets, size: int, axis: int, num_offsets: int):
@@ -89,18 +91,42 @@ class Augmentation(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if translate_padding not in TRANSLATE_PADDINGS:
-            raise ValueError(
+            raise UserInputError(
                 f"translate_padding must be one of {TRANSLATE_PADDINGS}, not {translate_padding!r}"
             )
         self.translate_padding = translate_padding
         self.mean = tuple(float(value) for value in mean)
         self.std = tuple(float(value) for value in std)
+        if not self.mean or len(self.mean) != len(self.std):
+            raise UserInputError(
+                f"Augmentation: give one mean and one std per channel; got {len(self.mean)} "
+                f"mean and {len(self.std)} std values"
+            )
+        if not all(math.isfinite(value) and value > 0 for value in self.std):
+            raise UserInputError(f"Augmentation: every std must be > 0, not {list(self.std)}")
+        if int(max_translation) < 0:
+            raise UserInputError(
+                f"Augmentation: max_translation must be >= 0 pixels, not {max_translation!r}"
+            )
+        if not (math.isfinite(float(noise_stddev)) and float(noise_stddev) >= 0):
+            raise UserInputError(f"Augmentation: noise_stddev must be >= 0, not {noise_stddev!r}")
         self.max_translation = int(max_translation)
         self.horizontal_flip = bool(horizontal_flip)
         self.noise_stddev = float(noise_stddev)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="augmentation_seed")
         self.built = True
+
+    def check_images(self, images) -> None:
+        """One line if `images` are not (N, H, W, C) with one channel per mean and std."""
+        shape = tuple(images.shape)
+        if len(shape) != 4:
+            raise UserInputError(f"images must be a batch (N, H, W, C); got shape {shape}")
+        if shape[-1] is not None and shape[-1] != len(self.mean):
+            raise UserInputError(
+                f"the images have {shape[-1]} channel(s), the augmentation normalizes "
+                f"{len(self.mean)} (its mean and std have {len(self.mean)} values)"
+            )
 
     def normalize(self, images):
         """(x / 255 - mean) / std per channel, in float32."""

@@ -5,6 +5,7 @@ projection build the same way)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -19,23 +20,24 @@ from lcmt_tf.callbacks import (
     ConsistencyRampup,
     EvaluationErrors,
     HistoryCSV,
+    LinearLRDecay,
     LocalClusteringSchedule,
     NonFiniteLossGuard,
     evaluation_epochs,
-    linear_lr_decay,
 )
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import ImageDataset, LabeledBatches, SemiSupervisedBatches
 from lcmt_tf.diagnostics import NAMES as DIAGNOSTICS
 from lcmt_tf.distribute import Distribution, set_batch_norm_synchronized
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.mean_teacher import MeanTeacher, error_names
+from lcmt_tf.mean_teacher import MeanTeacher
 from lcmt_tf.models import model_spec
 from lcmt_tf.models.convnet_wn import initialize_from_data
 from lcmt_tf.models.pretrained import copy_weights, source_model
 from lcmt_tf.optimizers import CoupledWeightDecaySGD
 from lcmt_tf.run_dir.checkpoint import ResumeCheckpoint
 from lcmt_tf.run_dir.layout import HISTORY_FILE, STATE_FILE, TENSORBOARD_DIR
+from lcmt_tf.semi_supervised import error_names
 
 EVALUATION_BATCH_SIZE = 500
 
@@ -124,8 +126,6 @@ def build_model(
         student,
         augmentation,
         ema_decay=config.ema_decay,
-        consistency_weight=0.0,
-        lc_weight=0.0,
         lc_epsilon=config.lc_epsilon,
         use_local_clustering=config.lc_weight > 0,
         forward_passes=config.forward_passes,
@@ -182,6 +182,50 @@ def diagnostics_pool(
     return batches.images[chosen], batches.labels[chosen]
 
 
+@dataclasses.dataclass
+class RunCallbacks:
+    """The callbacks of a run, by job; `ordered()` is the list fit takes, in the order
+    they must run: the batches learn the epoch before the schedules measure on them;
+    guards and the evaluation's errors add to the logs before the user's callbacks
+    and before the history, the checkpoint and TensorBoard read them."""
+
+    epoch: keras.callbacks.Callback
+    consistency: ConsistencyRampup
+    local_clustering: LocalClusteringSchedule
+    learning_rate: LinearLRDecay
+    non_finite: NonFiniteLossGuard
+    collapse: CollapseMonitor
+    evaluation: EvaluationErrors
+    confirmation_bias: ConfirmationBiasMonitor | None
+    progress: ConciseProgbar
+    user: list
+    # The chief's only: they write the run directory.
+    history: HistoryCSV | None = None
+    checkpoint: ResumeCheckpoint | None = None
+    tensorboard: list = dataclasses.field(default_factory=list)
+
+    def ordered(self) -> list[keras.callbacks.Callback]:
+        optional = (self.confirmation_bias,)
+        return [
+            self.epoch,
+            self.consistency,
+            self.local_clustering,
+            self.learning_rate,
+            self.non_finite,
+            self.collapse,
+            self.evaluation,
+            *(callback for callback in optional if callback is not None),
+            self.progress,
+            *self.user,
+            *(callback for callback in (self.history, self.checkpoint) if callback is not None),
+            *self.tensorboard,
+        ]
+
+    def stop_reason(self) -> str | None:
+        """Why a guard stopped the run (a non-finite loss, a collapse), or None."""
+        return self.non_finite.stop_reason or self.collapse.stop_reason
+
+
 def build_callbacks(
     config: TrainConfig,
     batches: SemiSupervisedBatches,
@@ -189,52 +233,51 @@ def build_callbacks(
     is_chief: bool = True,
     user_callbacks=(),
     diagnostics=None,
-) -> list[keras.callbacks.Callback]:
-    """The run's callbacks, in the order they must run: the batches learn the epoch
-    before the schedules measure on them; guards and the evaluation's errors add to the
-    logs before the user's callbacks (`user_callbacks`: EarlyStopping, a tracker, ...)
-    and before the history, the checkpoint and TensorBoard read them. The checkpoint
-    saves the state of every callback of the run that has one. Only the chief's list
-    has the callbacks that write the run directory (every process runs the others:
-    they take part in collectives). `diagnostics`: (images, labels) for the
-    ConfirmationBiasMonitor (`diagnostics_pool`), or None."""
+) -> RunCallbacks:
+    """The run's callbacks (`RunCallbacks`). The checkpoint saves the state of every
+    callback of the run that has one. Only the chief's bundle has the callbacks that
+    write the run directory (every process runs the others: they take part in
+    collectives). `user_callbacks`: EarlyStopping, a tracker, ...; `diagnostics`:
+    (images, labels) for the ConfirmationBiasMonitor (`diagnostics_pool`), or None."""
     evaluate_at = evaluation_epochs(config.eval_every, config.epochs)
-    monitor = [] if diagnostics is None else [ConfirmationBiasMonitor(*diagnostics, evaluate_at)]
-    callbacks = [
-        batches.epoch_callback(),
-        ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
-        LocalClusteringSchedule(
+    bundle = RunCallbacks(
+        epoch=batches.epoch_callback(),
+        consistency=ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
+        local_clustering=LocalClusteringSchedule(
             config.lc_weight,
             config.lc_start_epoch,
             config.lc_rampup_epochs,
-            config.lc_epsilon,
             epsilon_quantile=config.lc_epsilon_quantile,
             distance_batches=batches.global_batches(),
-            assign_epsilon=not config.lc_epsilon_batch_quantile,
         ),
-        linear_lr_decay(config.lr, config.lr_decay_start(), config.epochs),
-        NonFiniteLossGuard(),
-        CollapseMonitor(stop=config.stop_on_collapse),
-        EvaluationErrors(evaluation_split),
-        *monitor,
-        ConciseProgbar(),
-        *user_callbacks,
-    ]
+        learning_rate=LinearLRDecay(config.lr_decay_start(), config.epochs),
+        non_finite=NonFiniteLossGuard(),
+        collapse=CollapseMonitor(stop=config.stop_on_collapse),
+        evaluation=EvaluationErrors(evaluation_split),
+        confirmation_bias=None
+        if diagnostics is None
+        else ConfirmationBiasMonitor(*diagnostics, evaluate_at),
+        progress=ConciseProgbar(),
+        user=list(user_callbacks),
+    )
+    # The optimizer's rate, as build_optimizer set it (a restored state sets the same).
+    bundle.learning_rate.base_lr = config.lr
     if not is_chief:
-        return callbacks
-    return [
-        *callbacks,
-        # The epoch's row before its state: a kill between the two trains that epoch
-        # again on resume (its row is replaced), never loses a row.
-        HistoryCSV(
-            os.path.join(config.model_dir, HISTORY_FILE),
-            extra_columns=(*error_names(evaluation_split), *(DIAGNOSTICS if monitor else ())),
+        return bundle
+    # The epoch's row before its state: a kill between the two trains that epoch
+    # again on resume (its row is replaced), never loses a row.
+    bundle.history = HistoryCSV(
+        os.path.join(config.model_dir, HISTORY_FILE),
+        extra_columns=(
+            *error_names(evaluation_split),
+            *(DIAGNOSTICS if diagnostics is not None else ()),
         ),
-        ResumeCheckpoint(
-            os.path.join(config.model_dir, STATE_FILE), callbacks, config.kept_epochs()
-        ),
-        *_tensorboard_callbacks(config.model_dir),
-    ]
+    )
+    bundle.checkpoint = ResumeCheckpoint(
+        os.path.join(config.model_dir, STATE_FILE), bundle.ordered(), config.kept_epochs()
+    )
+    bundle.tensorboard = _tensorboard_callbacks(config.model_dir)
+    return bundle
 
 
 def _tensorboard_callbacks(model_dir: str) -> list[keras.callbacks.Callback]:

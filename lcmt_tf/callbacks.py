@@ -1,6 +1,6 @@
 """Keras callbacks of a Mean Teacher + Local Clustering run, one job each.
 
-The schedules (ConsistencyRampup, LocalClusteringSchedule, linear_lr_decay) set a
+The schedules (ConsistencyRampup, LocalClusteringSchedule, LinearLRDecay) set a
 backend variable of the model at the start of every epoch, so the compiled step is
 never retraced; the step reports the values it used. EvaluationErrors names what
 fit's validation measured, ConfirmationBiasMonitor measures what happens to the
@@ -21,18 +21,34 @@ import keras
 import numpy as np
 
 from lcmt_tf.diagnostics import confirmation_bias
+from lcmt_tf.errors import UserInputError
 from lcmt_tf.files import atomic_write_csv
-from lcmt_tf.mean_teacher import errors_from_accuracies
 from lcmt_tf.schedules import linear_decay, sigmoid_rampup
+from lcmt_tf.semi_supervised import errors_from_accuracies
+
+
+def _check_number(owner: str, name: str, value, minimum: float = 0.0) -> float:
+    """`value` as a float, refused with one line unless finite and >= `minimum`."""
+    number = float(value)
+    if not math.isfinite(number) or number < minimum:
+        raise UserInputError(
+            f"{owner}: {name} must be a finite number >= {minimum:g}, not {value!r}"
+        )
+    return number
 
 
 class ConsistencyRampup(keras.callbacks.Callback):
-    """lambda1 = max_weight * sigmoid_rampup(epoch, rampup_epochs)."""
+    """lambda1 = max_weight * sigmoid_rampup(epoch, rampup_epochs), set at the start of
+    every epoch. The defaults are the paper's (100, ramped up over 5 epochs, section
+    V-A), and `MeanTeacher.fit` adds this callback with them when `callbacks` has none;
+    `ConsistencyRampup(0)` trains without consistency, `ConsistencyRampup(w, 0)` at a
+    constant w.
+    """
 
-    def __init__(self, max_weight: float, rampup_epochs: float):
+    def __init__(self, max_weight: float = 100.0, rampup_epochs: float = 5):
         super().__init__()
-        self.max_weight = float(max_weight)
-        self.rampup_epochs = float(rampup_epochs)
+        self.max_weight = _check_number("ConsistencyRampup", "max_weight", max_weight)
+        self.rampup_epochs = _check_number("ConsistencyRampup", "rampup_epochs", rampup_epochs)
         self.current = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -42,14 +58,15 @@ class ConsistencyRampup(keras.callbacks.Callback):
 
 class LocalClusteringSchedule(keras.callbacks.Callback):
     """lambda2 = 0 before start_epoch, then
-    max_weight * sigmoid_rampup(epoch - start_epoch, rampup_epochs); and epsilon.
+    max_weight * sigmoid_rampup(epoch - start_epoch, rampup_epochs).
 
-    Epsilon is `epsilon`, or with `epsilon_quantile` = q (an extension, not in the
-    paper) the q-quantile of the pair distances LC's mask acts on, measured once at
-    the start epoch on `distance_batches` (the first `measure_batches` batches of that
-    epoch, through the current student as the training step runs it) and kept for the
-    rest of the run, resumes included. With `assign_epsilon` False the step sets ε
-    itself (`MeanTeacher.lc_epsilon_batch_quantile`) and this leaves it alone.
+    Epsilon is the model's (`MeanTeacher(lc_epsilon=...)`, its variable
+    `model.lc_epsilon`). With `epsilon_quantile` = q (an extension, not in the paper)
+    this callback sets that variable once, at the start epoch, to the q-quantile of
+    the pair distances LC's mask acts on, measured on `distance_batches` (the first
+    `measure_batches` batches of that epoch, through the current student as the
+    training step runs it); the variable keeps it for the rest of the run, resumes
+    included.
     """
 
     def __init__(
@@ -57,25 +74,34 @@ class LocalClusteringSchedule(keras.callbacks.Callback):
         max_weight: float,
         start_epoch: int,
         rampup_epochs: float,
-        epsilon: float,
         epsilon_quantile: float = 0.0,
         distance_batches=None,
         measure_batches: int = 4,
-        assign_epsilon: bool = True,
     ):
         super().__init__()
-        if epsilon_quantile and distance_batches is None:
-            raise ValueError("epsilon_quantile needs distance_batches to measure on")
-        self.max_weight = float(max_weight)
-        self.start_epoch = int(start_epoch)
-        self.rampup_epochs = float(rampup_epochs)
-        self.epsilon = float(epsilon)
-        self.epsilon_quantile = float(epsilon_quantile)
+        owner = "LocalClusteringSchedule"
+        self.max_weight = _check_number(owner, "max_weight", max_weight)
+        self.start_epoch = int(_check_number(owner, "start_epoch", start_epoch))
+        self.rampup_epochs = _check_number(owner, "rampup_epochs", rampup_epochs)
+        self.epsilon_quantile = _check_number(owner, "epsilon_quantile", epsilon_quantile)
+        if self.epsilon_quantile >= 1:
+            raise UserInputError(
+                f"{owner}: epsilon_quantile must be in [0, 1), not {epsilon_quantile!r}"
+            )
+        if self.epsilon_quantile and distance_batches is None:
+            raise UserInputError(f"{owner}: epsilon_quantile needs distance_batches to measure on")
         self.distance_batches = distance_batches
         self.measure_batches = int(measure_batches)
-        self.assign_epsilon = bool(assign_epsilon)
         self.epsilon_measured_at: int | None = None  # epoch (0-based) of the measurement
         self.current = 0.0
+
+    def set_model(self, model):
+        super().set_model(model)
+        if self.max_weight > 0 and not getattr(model, "use_local_clustering", True):
+            raise UserInputError(
+                "LocalClusteringSchedule: the model was built with use_local_clustering=False, "
+                "so its LC weight would change nothing; build it with use_local_clustering=True"
+            )
 
     def weight_at(self, epoch: int) -> float:
         if epoch < self.start_epoch:
@@ -89,29 +115,27 @@ class LocalClusteringSchedule(keras.callbacks.Callback):
             distances = measure_lc_distances(
                 self.model, [self.distance_batches[step] for step in range(count)]
             )
-            self.epsilon = float(np.quantile(distances, self.epsilon_quantile))
+            epsilon = float(np.quantile(distances, self.epsilon_quantile))
+            self.model.lc_epsilon.assign(epsilon)
             self.epsilon_measured_at = epoch
             logging.info(
                 "Local Clustering epsilon = %.6g: the %g-quantile of %d pair distances "
                 "at epoch %d.",
-                self.epsilon,
+                epsilon,
                 self.epsilon_quantile,
                 distances.size,
                 epoch + 1,
             )
         self.current = self.weight_at(epoch)
         self.model.lc_weight.assign(self.current)
-        if self.assign_epsilon:
-            self.model.lc_epsilon.assign(self.epsilon)
 
     def get_state(self) -> dict[str, float]:
         measured = -1 if self.epsilon_measured_at is None else self.epsilon_measured_at
-        return {"epsilon": self.epsilon, "epsilon_measured_at": measured}
+        return {"epsilon_measured_at": measured}
 
     def set_state(self, state: dict[str, float]) -> None:
-        measured = int(state["epsilon_measured_at"])
-        if measured >= 0:
-            self.epsilon, self.epsilon_measured_at = float(state["epsilon"]), measured
+        measured = int(state.get("epsilon_measured_at", -1))
+        self.epsilon_measured_at = measured if measured >= 0 else None
 
 
 def measure_lc_distances(model, batches) -> np.ndarray:
@@ -128,12 +152,54 @@ def measure_lc_distances(model, batches) -> np.ndarray:
             variable.assign(value)
 
 
-def linear_lr_decay(base_lr: float, decay_start: float, decay_end: float):
-    """Keras' LearningRateScheduler following `schedules.linear_decay`; it logs
-    `learning_rate` every epoch."""
-    return keras.callbacks.LearningRateScheduler(
-        lambda epoch: linear_decay(epoch, base_lr, decay_start, decay_end)
-    )
+class LinearLRDecay(keras.callbacks.LearningRateScheduler):
+    """Keras' LearningRateScheduler for the paper's decay: the optimizer's learning
+    rate until `decay_start`, then linearly to 0 at `decay_end`
+    (`schedules.linear_decay`, epochs counted from 0); it logs `learning_rate`.
+
+    The base rate is the optimizer's own (`compile(optimizer=SGD(0.05))`), read when
+    fit starts; it is part of this callback's state, so a run restored mid-decay
+    (`lcmt_tf.run`) decays from the same base.
+
+    Example:
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+        model.fit(batches, epochs=100, callbacks=[LinearLRDecay(75, 100)])
+    """
+
+    def __init__(self, decay_start: float, decay_end: float):
+        super().__init__(self.rate_at)
+        self.decay_start = _check_number("LinearLRDecay", "decay_start", decay_start)
+        self.decay_end = _check_number("LinearLRDecay", "decay_end", decay_end)
+        if self.decay_end < self.decay_start:
+            raise UserInputError(
+                f"LinearLRDecay: decay_end ({decay_end}) must not come before decay_start "
+                f"({decay_start})"
+            )
+        self.base_lr: float | None = None
+
+    def rate_at(self, epoch: int) -> float:
+        return linear_decay(epoch, self.base_lr, self.decay_start, self.decay_end)
+
+    def on_train_begin(self, logs=None):
+        if self.base_lr is not None:
+            return
+        optimizer = self.model.optimizer
+        if isinstance(
+            getattr(optimizer, "_learning_rate", None),
+            keras.optimizers.schedules.LearningRateSchedule,
+        ):
+            raise UserInputError(
+                "LinearLRDecay sets the learning rate every epoch: give the optimizer a "
+                "constant learning rate, not a LearningRateSchedule"
+            )
+        self.base_lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+    def get_state(self) -> dict[str, float]:
+        return {} if self.base_lr is None else {"base_lr": self.base_lr}
+
+    def set_state(self, state: dict[str, float]) -> None:
+        if "base_lr" in state:
+            self.base_lr = float(state["base_lr"])
 
 
 def evaluation_epochs(every: int, total_epochs: int) -> list[int]:

@@ -24,25 +24,20 @@ from typing import Any
 import keras
 
 from lcmt_tf.builders import (
+    RunCallbacks,
     build_callbacks,
     build_model,
     configure_backend,
     diagnostics_pool,
     evaluation_batches,
 )
-from lcmt_tf.callbacks import (
-    ConfirmationBiasMonitor,
-    EvaluationErrors,
-    LocalClusteringSchedule,
-    NonFiniteLossGuard,
-    evaluation_epochs,
-)
+from lcmt_tf.callbacks import evaluation_epochs
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data.training_data import evaluation_set, load_training_data
 from lcmt_tf.diagnostics import without_nan
 from lcmt_tf.distribute import Distribution, check_batch_split, start_distribution
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.mean_teacher import MeanTeacher, error_names, errors_from_accuracies
+from lcmt_tf.mean_teacher import MeanTeacher
 from lcmt_tf.provenance import software
 from lcmt_tf.run_dir.checkpoint import load_training_state
 from lcmt_tf.run_dir.fork import copy_history, fork_state_path
@@ -50,6 +45,7 @@ from lcmt_tf.run_dir.layout import CONFIG_FILE, HISTORY_FILE, STATE_FILE
 from lcmt_tf.run_dir.lifecycle import check_run_directory, start_run_directory, write_final_files
 from lcmt_tf.run_dir.lock import holding
 from lcmt_tf.sanity import check_loss_terms
+from lcmt_tf.semi_supervised import error_names, errors_from_accuracies
 from lcmt_tf.steps import SUPPORTED_BACKENDS
 
 
@@ -83,12 +79,12 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
             process runs them. The run's schedule sets the learning rate at the start
             of every epoch (--lr, decaying linearly over the last --lr_decay_epochs),
             so a callback that changes it (ReduceLROnPlateau) is undone one epoch
-            later: use such a callback in your own `fit`, without `linear_lr_decay`.
+            later: use such a callback in your own `fit`, without `LinearLRDecay`.
 
     Example:
         results = lcmt_tf.run(
             lcmt_tf.train_config(["--flagfile=digits", "--epochs=20", "--model_dir=runs/d"]),
-            callbacks=[keras.callbacks.EarlyStopping("val_teacher_accuracy", mode="max")],
+            callbacks=[keras.callbacks.EarlyStopping("val_teacher_accuracy")],
         )
     """
     config.validate()
@@ -160,7 +156,13 @@ def _train(
         )
         # Everything above only reads; from here on the chief writes the run directory.
         initial_epoch = start_run_directory(
-            config, model, dataset, labeled, restore_from, callbacks, distribution.is_chief
+            config,
+            model,
+            dataset,
+            labeled,
+            restore_from,
+            callbacks.ordered(),
+            distribution.is_chief,
         )
         if not distribution.all_equal(initial_epoch):
             raise UserInputError(
@@ -168,21 +170,32 @@ def _train(
                 f"at {initial_epoch + 1}): every process must see the same --model_dir, on a "
                 "shared file system"
             )
+        if forking:
+            # The source's state holds its own ε; the fork's is this configuration's
+            # (the LC settings are what a fork may change).
+            model.lc_epsilon.assign(config.lc_epsilon)
         if forking and distribution.is_chief:
             copy_history(config.fork_from, config.model_dir, HISTORY_FILE)
             logging.info("Forked from %s after epoch %d.", config.fork_from, initial_epoch)
         start = time.time()
         epochs_run = initial_epoch
         if initial_epoch < config.epochs:
-            history = model.fit(
-                batches,
-                epochs=config.epochs,
-                initial_epoch=initial_epoch,
-                validation_data=evaluations[monitored],
-                validation_freq=evaluation_epochs(config.eval_every, config.epochs),
-                callbacks=callbacks,
-                verbose=config.verbose,
-            )
+            try:
+                history = model.fit(
+                    batches,
+                    epochs=config.epochs,
+                    initial_epoch=initial_epoch,
+                    validation_data=evaluations[monitored],
+                    validation_freq=evaluation_epochs(config.eval_every, config.epochs),
+                    callbacks=callbacks.ordered(),
+                    verbose=config.verbose,
+                )
+            except BaseException:
+                # Stopped (a signal, an error): Keras skips on_train_end, which writes out
+                # and closes TensorBoard's event files; the epochs they logged are kept.
+                for board in callbacks.tensorboard:
+                    board.on_train_end()
+                raise
             epochs_run = initial_epoch + len(history.epoch)
         results = final_results(
             config,
@@ -205,7 +218,7 @@ def _train(
 def final_results(
     config: TrainConfig,
     model: MeanTeacher,
-    callbacks,
+    callbacks: RunCallbacks,
     evaluations: dict,
     *,
     epochs_run: int,
@@ -218,18 +231,15 @@ def final_results(
     diverged weights) on the monitored split and, once, on the test set; returns what
     results.json holds: the final errors, and apart from them, labelled, the best
     teacher error over the run's evaluations."""
-    stopped_by = next((c for c in callbacks if getattr(c, "stop_reason", None)), None)
-    stop_reason = stopped_by.stop_reason if stopped_by else None
-    evaluation = next(c for c in callbacks if isinstance(c, EvaluationErrors))
+    stop_reason = callbacks.stop_reason()
+    diverged = callbacks.non_finite.stop_reason is not None
+    evaluation = callbacks.evaluation
     state_path = os.path.join(config.model_dir, STATE_FILE)
-    diverged_without_good_state = isinstance(stopped_by, NonFiniteLossGuard) and not (
-        os.path.exists(state_path)
-    )
     final = {name: None for split in {"test", *evaluations} for name in error_names(split)}
-    if diverged_without_good_state:  # diverged in the first epoch: no weights to evaluate
+    if diverged and not os.path.exists(state_path):  # the first epoch: no weights to evaluate
         epochs_run = 0
     else:
-        if isinstance(stopped_by, NonFiniteLossGuard):
+        if diverged:
             epochs_run = load_training_state(model, state_path)
         for split, split_batches in evaluations.items():
             accuracies = model.evaluate(split_batches, verbose=0, return_dict=True)
@@ -237,8 +247,7 @@ def final_results(
         evaluation.record(
             {name: final[name] for name in error_names(evaluation.split)}, int(epochs_run)
         )
-    schedule = next(c for c in callbacks if isinstance(c, LocalClusteringSchedule))
-    monitor = next((c for c in callbacks if isinstance(c, ConfirmationBiasMonitor)), None)
+    monitor = callbacks.confirmation_bias
     best = f"teacher_best_{evaluation.split}_error"
     results = {
         **final,
@@ -256,10 +265,8 @@ def final_results(
         "num_labeled": int(split_sizes[0]),
         "num_unlabeled": int(split_sizes[1]),
         "evaluation_set": evaluation_set(config),
-        # The ε of the last step: the schedule's, or the one the step followed.
-        "lc_epsilon": schedule.epsilon
-        if schedule.assign_epsilon
-        else float(keras.ops.convert_to_numpy(model.lc_epsilon)),
+        # The ε of the last step: the model's variable, the one place it lives.
+        "lc_epsilon": float(keras.ops.convert_to_numpy(model.lc_epsilon)),
         "confirmation_bias": None
         if monitor is None or monitor.last_result is None
         else {

@@ -14,7 +14,14 @@ import sys
 import keras
 import numpy as np
 
-from lcmt_tf import Augmentation, MeanTeacher, conv_large_wn, digits_net
+from lcmt_tf import (
+    Augmentation,
+    ConsistencyRampup,
+    LocalClusteringSchedule,
+    MeanTeacher,
+    conv_large_wn,
+    digits_net,
+)
 
 LEARNING_RATE = 1.0  # plain SGD with lr 1: new weights = old weights - gradient
 
@@ -48,8 +55,6 @@ def main(output_path, model_name):
         student,
         augmentation,
         ema_decay=0.9,
-        consistency_weight=3.0,
-        lc_weight=2.0,
         lc_epsilon=epsilon,
     )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), jit_compile=True)
@@ -75,7 +80,8 @@ def main(output_path, model_name):
         def __getitem__(self, index):
             return batch
 
-    history = model.fit(OneBatch(), epochs=1, verbose=0, shuffle=False).history
+    weights = [ConsistencyRampup(3.0, 0), LocalClusteringSchedule(2.0, 0, 0)]
+    history = model.fit(OneBatch(), epochs=1, verbose=0, shuffle=False, callbacks=weights).history
     after_student = [keras.ops.convert_to_numpy(v) for v in student.trainable_weights]
     after_teacher = [keras.ops.convert_to_numpy(t) for t, _ in model.ema_pairs]
     arrays = {

@@ -100,12 +100,25 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def small_mean_teacher(**kwargs):
-    """A MeanTeacher on digits_net at width 0.25 for 8x8 grayscale images."""
+def small_mean_teacher(consistency_weight=None, lc_weight=None, **kwargs):
+    """A MeanTeacher on digits_net at width 0.25 for 8x8 grayscale images; with
+    `consistency_weight` / `lc_weight`, those values in its λ1 / λ2 variables (what a
+    step reads outside fit; in fit, pass `constant_weights(...)` as callbacks)."""
     from lcmt_tf import Augmentation, MeanTeacher, digits_net
 
     augmentation = Augmentation(mean=[0.5], std=[0.25], max_translation=1, seed=0)
-    return MeanTeacher(digits_net(width=0.25), augmentation, **kwargs)
+    model = MeanTeacher(digits_net(width=0.25), augmentation, **kwargs)
+    for name, value in (("consistency_weight", consistency_weight), ("lc_weight", lc_weight)):
+        if value is not None:
+            getattr(model, name).assign(value)
+    return model
+
+
+def constant_weights(consistency=0.0, lc=0.0):
+    """Callbacks that hold λ1 and λ2 constant in every epoch of a fit."""
+    from lcmt_tf import ConsistencyRampup, LocalClusteringSchedule
+
+    return [ConsistencyRampup(consistency, 0), LocalClusteringSchedule(lc, 0, 0)]
 
 
 def backend_gradient(function, value: np.ndarray) -> np.ndarray:

@@ -34,14 +34,13 @@ def test_measuring_distances_leaves_the_model_as_it_was():
 
 
 def test_epsilon_from_a_quantile_is_measured_once_at_the_start_epoch():
-    model = small_mean_teacher(lc_weight=1.0)
+    model = small_mean_teacher(lc_epsilon=123.0)
     model.compile(optimizer=keras.optimizers.SGD(0.05))
     batches = FixedBatches([random_batch(num_unlabeled=8, seed=seed) for seed in range(3)])
     schedule = LocalClusteringSchedule(
         1.0,
         start_epoch=2,
         rampup_epochs=0,
-        epsilon=123.0,
         epsilon_quantile=0.25,
         distance_batches=batches,
     )
@@ -65,10 +64,9 @@ def test_epsilon_from_a_quantile_is_measured_once_at_the_start_epoch():
 def test_callback_states_survive_a_save_and_load(tmp_path):
     model = small_mean_teacher()
     model.compile(optimizer=keras.optimizers.SGD(0.05))
-    schedule = LocalClusteringSchedule(
-        1.0, 3, 2, epsilon=1.0, epsilon_quantile=0.2, distance_batches=[]
-    )
-    schedule.epsilon, schedule.epsilon_measured_at = 0.0321, 3
+    schedule = LocalClusteringSchedule(1.0, 3, 2, epsilon_quantile=0.2, distance_batches=[])
+    schedule.epsilon_measured_at = 3
+    model.lc_epsilon.assign(0.0321)  # what the measurement set: a variable of the model
     evaluation = EvaluationErrors("test")
     evaluation.record({"student_test_error": 9.0, "teacher_test_error": 7.5}, epoch=5)
     evaluation.record({"student_test_error": 9.5, "teacher_test_error": 8.0}, epoch=10)
@@ -76,13 +74,15 @@ def test_callback_states_survive_a_save_and_load(tmp_path):
     monitor.reference_spread = 0.75
     save_training_state(model, tmp_path / "state.npz", 4, [schedule, evaluation, monitor])
 
+    model.lc_epsilon.assign(1.0)
     fresh = [
-        LocalClusteringSchedule(1.0, 3, 2, epsilon=1.0, epsilon_quantile=0.2, distance_batches=[]),
+        LocalClusteringSchedule(1.0, 3, 2, epsilon_quantile=0.2, distance_batches=[]),
         EvaluationErrors("test"),
         CollapseMonitor(),
     ]
     assert load_training_state(model, tmp_path / "state.npz", fresh) == 4
-    assert fresh[0].epsilon == pytest.approx(0.0321) and fresh[0].epsilon_measured_at == 3
+    assert fresh[0].epsilon_measured_at == 3
+    assert float(keras.ops.convert_to_numpy(model.lc_epsilon)) == pytest.approx(0.0321)
     assert fresh[1].best_teacher_error == 7.5 and fresh[1].best_epoch == 5
     assert fresh[2].reference_spread == 0.75
 

@@ -115,7 +115,7 @@ def test_the_monitor_measures_the_models_own_features_and_predictions():
     assert monitor.get_state()["previous_predictions"].shape == (40,)
 
 
-def deterministic_mean_teacher(**kwargs):
+def deterministic_mean_teacher(lc_weight=0.0, **kwargs):
     """A MeanTeacher whose step has no randomness (no dropout, no translation)."""
     from lcmt_tf import Augmentation, MeanTeacher, from_backbone
 
@@ -123,6 +123,7 @@ def deterministic_mean_teacher(**kwargs):
     backbone = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(16)])
     student = from_backbone(backbone, num_classes=10, feature_dim=8, input_shape=(8, 8, 1))
     model = MeanTeacher(student, Augmentation([0.5], [0.25], max_translation=0), **kwargs)
+    model.lc_weight.assign(lc_weight)
     model.compile(optimizer=keras.optimizers.SGD(0.05))
     return model
 

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.distribute import set_batch_norm_synchronized, start_distribution
-from lcmt_tf import Augmentation, MeanTeacher
+from lcmt_tf import Augmentation, ConsistencyRampup, LocalClusteringSchedule, MeanTeacher
 from lcmt_tf.models import from_backbone
 
 class Batches(keras.utils.PyDataset):
@@ -75,9 +75,11 @@ for mode in ("none", "mirrored"):
         if keras.backend.backend() == "tensorflow":
             assert set_batch_norm_synchronized(student, True) == 1
         model = MeanTeacher(student, Augmentation([0.5], [0.25], max_translation=0),
-                            ema_decay=0.9, consistency_weight=3.0, lc_weight=2.0, lc_epsilon=0.002)
+                            ema_decay=0.9, lc_epsilon=0.002)
         model.compile(optimizer=keras.optimizers.SGD(0.5))
-        history = model.fit(Batches(batch), epochs=1, verbose=0, shuffle=False).history
+        weights = [ConsistencyRampup(3.0, 0), LocalClusteringSchedule(2.0, 0, 0)]
+        history = model.fit(Batches(batch), epochs=1, verbose=0, shuffle=False,
+                            callbacks=weights).history
         results[mode] = {
             "replicas": replicas,
             "logs": {key: float(values[0]) for key, values in history.items()},

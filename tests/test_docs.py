@@ -2,6 +2,7 @@
 documentation site itself is built with `mkdocs build --strict` in .ci/run, which fails
 on a broken link, anchor or API reference.)"""
 
+import glob
 import os
 import re
 import subprocess
@@ -30,24 +31,80 @@ def test_the_front_page_is_short_and_every_relative_link_resolves():
         assert os.path.exists(os.path.join(ROOT, path)), link
 
 
-@pytest.mark.tensorflow_only  # the example's code is backend-independent: checked once
-def test_the_front_pages_python_example_runs(tmp_path):
-    (code,) = re.findall(r"```python\n(.*?)```", readme_text(), re.S)
-    # The same code, 3 epochs long: LC from epoch 1, the learning rate decaying over the last.
-    shortened = (
-        code.replace("epochs=100", "epochs=3")
-        .replace("start_epoch=60", "start_epoch=1")
-        .replace("decay_start=75, decay_end=100", "decay_start=2, decay_end=3")
-        .replace("validation_freq=5", "validation_freq=1")
-    )
-    assert shortened.count("=3") >= 2, "the example's schedule changed: update this test"
-    script = tmp_path / "example.py"
-    script.write_text(
-        shortened + "\nprint(sorted(model.history.history['val_teacher_accuracy']))\n"
-    )
+DOCS = os.path.join(ROOT, "docs")
+SNIPPET = re.compile(r"```python\n(.*?)```", re.S)
+# What makes a snippet a test: its runs cut to 2-3 epochs, with the rest of its schedule
+# scaled to fit (the snippets show the real settings).
+SHRINK = [
+    ("epochs=100", "epochs=3"),
+    ("start_epoch=60", "start_epoch=1"),
+    ("decay_start=75, decay_end=100", "decay_start=2, decay_end=3"),
+    ("validation_freq=5", "validation_freq=1"),
+    (
+        '"--flagfile=digits",',
+        '"--flagfile=digits", "--epochs=2", "--lc_start_epoch=1", "--lr_decay_epochs=1", '
+        '"--width=0.25", "--sanity_check=false",',
+    ),
+]
+
+
+def snippets() -> list[tuple[str, int, str]]:
+    """(file, index, code) of every Python snippet in the README and docs/."""
+    found = []
+    for path in [README, *sorted(glob.glob(os.path.join(DOCS, "*.md")))]:
+        with open(path) as file:
+            for index, code in enumerate(SNIPPET.findall(file.read())):
+                found.append((os.path.relpath(path, ROOT), index, code))
+    return found
+
+
+def shrunk(code: str) -> str:
+    for long, short in SHRINK:
+        code = code.replace(long, short)
+    epochs = [int(value) for value in re.findall(r"\bepochs=(\d+)", code)]
+    assert all(value <= 5 for value in epochs), "a snippet trains long: add a SHRINK rule"
+    return code
+
+
+@pytest.mark.tensorflow_only  # the snippets' code is backend-independent: checked once
+@pytest.mark.parametrize(
+    "source, index, code", snippets(), ids=[f"{s}#{i}" for s, i, _ in snippets()]
+)
+def test_every_python_snippet_in_the_readme_and_docs_runs(source, index, code, tmp_path):
+    """Each snippet alone (every import it needs is its own), in a new process."""
+    script = tmp_path / "snippet.py"
+    check = ""
+    if "model.fit(" in code and "validation_data" in code:
+        check = "\nprint(sorted(model.history.history['val_teacher_accuracy']))\n"
+    script.write_text(shrunk(code) + check)
     completed = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    accuracies = eval(completed.stdout.strip().splitlines()[-1])
-    assert len(accuracies) == 3 and max(accuracies) > 0.2  # it learnt something in 3 epochs
+    if check:
+        accuracies = eval(completed.stdout.strip().splitlines()[-1])
+        assert len(accuracies) == 3 and max(accuracies) > 0.2  # it learnt something in 3 epochs
+
+
+def test_there_are_snippets_to_run():
+    assert len(snippets()) >= 4
+
+
+def test_every_name_on_the_python_api_page_imports_from_where_it_says():
+    """A name under a heading without a module imports from lcmt_tf; under a heading
+    that names one (`## Data (`lcmt_tf.data`)`), from that module."""
+    import importlib
+
+    with open(os.path.join(DOCS, "python-api.md")) as file:
+        lines = file.read().splitlines()
+    module, checked = "lcmt_tf", 0
+    for line in lines:
+        if line.startswith("## "):
+            named = re.search(r"\(`(lcmt_tf[\w.]*)`\)", line)
+            module = named.group(1) if named else "lcmt_tf"
+        documented = re.match(r"::: (lcmt_tf[\w.]+)", line)
+        if documented:
+            name = documented.group(1).rsplit(".", 1)[1]
+            assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
+            checked += 1
+    assert checked > 40

@@ -79,20 +79,13 @@ def user_training(digits, checkpoint_path, csv_path):
         validation_data=LabeledBatches(data.x_test, data.y_test, 500),
         callbacks=[
             lcmt_tf.ConsistencyRampup(max_weight=10, rampup_epochs=2),
-            lcmt_tf.LocalClusteringSchedule(
-                max_weight=1, start_epoch=2, rampup_epochs=1, epsilon=0.1
-            ),
-            # mode="max": Keras infers a direction only for metrics passed to compile.
-            keras.callbacks.EarlyStopping(
-                monitor="val_teacher_accuracy", mode="max", patience=10
-            ),
+            lcmt_tf.LocalClusteringSchedule(max_weight=1, start_epoch=2, rampup_epochs=1),
+            # No mode: Keras reads the accuracies' direction from the model's metrics.
+            keras.callbacks.EarlyStopping(monitor="val_teacher_accuracy", patience=10),
             keras.callbacks.ModelCheckpoint(
-                str(checkpoint_path), monitor="val_teacher_accuracy", save_best_only=True,
-                mode="max",
+                str(checkpoint_path), monitor="val_teacher_accuracy", save_best_only=True
             ),
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_teacher_accuracy", mode="max", patience=10
-            ),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_teacher_accuracy", patience=10),
             keras.callbacks.CSVLogger(str(csv_path)),
         ],
         verbose=0,

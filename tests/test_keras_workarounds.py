@@ -39,10 +39,10 @@ def test_keras_still_has_the_build_step_the_multi_worker_workaround_overrides():
 
 
 def test_every_seed_generator_is_found_and_dropout_draws_through_it():
-    from lcmt_tf.steps.tensorflow_steps import ReplicaSeedGenerator, seed_generators
+    from lcmt_tf.steps.tensorflow_steps import ReplicaSeedGenerator
 
     model = small_mean_teacher()  # digits_net has dropout; the augmentation draws too
-    generators = seed_generators(model)
+    generators = model.seed_generators()
     dropouts = [
         layer
         for network in (model.student, model.teacher)

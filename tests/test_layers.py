@@ -18,6 +18,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "lcmt_tf"
 LAYERS = [
     [
         "lcmt_tf",
+        "lcmt_tf.registration",
         "lcmt_tf.errors",
         "lcmt_tf.files",
         "lcmt_tf.schedules",
@@ -35,6 +36,7 @@ LAYERS = [
     ["lcmt_tf.config"],
     ["lcmt_tf.flagfiles", "lcmt_tf.data", "lcmt_tf.augment"],
     [
+        "lcmt_tf.semi_supervised",
         "lcmt_tf.mean_teacher",
         "lcmt_tf.steps",
         "lcmt_tf.callbacks",

@@ -5,16 +5,22 @@ import pytest
 from lcmt_tf import (
     Augmentation,
     ConsistencyRampup,
+    LinearLRDecay,
     LocalClusteringSchedule,
     MeanTeacher,
     NonFiniteLossGuard,
     digits_net,
-    linear_lr_decay,
 )
 from lcmt_tf.schedules import sigmoid_rampup
 from lcmt_tf.steps import steps_for_backend
 
-from conftest import FixedBatches, dtype_policy, random_batch, small_mean_teacher
+from conftest import (
+    FixedBatches,
+    constant_weights,
+    dtype_policy,
+    random_batch,
+    small_mean_teacher,
+)
 
 
 def mlp_student(input_shape=(1, 1, 2), num_classes=2):
@@ -58,12 +64,10 @@ def test_unlabeled_losses_train_the_teacher(moons_images):
         augmentation = Augmentation(
             [0.5, 0.5], [0.25, 0.25], max_translation=0, noise_stddev=0.3, seed=0
         )
-        model = MeanTeacher(
-            mlp_student(), augmentation, ema_decay=0.95, consistency_weight=consistency_weight
-        )
+        model = MeanTeacher(mlp_student(), augmentation, ema_decay=0.95)
         model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
         batches = RandomSemiSupervisedBatches(images, labels, labeled, unlabeled, steps=50, seed=0)
-        model.fit(batches, epochs=6, verbose=0)
+        model.fit(batches, epochs=6, verbose=0, callbacks=constant_weights(consistency_weight))
         result = model.evaluate(images[unlabeled], labels[unlabeled], return_dict=True, verbose=0)
         accuracies[consistency_weight] = result["teacher_accuracy"]
     assert accuracies[30.0] > 0.85
@@ -92,7 +96,12 @@ def test_teacher_is_the_closed_form_exponential_moving_average():
 
     batches = [random_batch(seed=seed) for seed in range(5)]
 
-    model.fit(FixedBatches(batches), epochs=1, verbose=0, callbacks=[RecordStudent()])
+    model.fit(
+        FixedBatches(batches),
+        epochs=1,
+        verbose=0,
+        callbacks=[*constant_weights(1.0, 1.0), RecordStudent()],
+    )
     steps = len(recorded)
     assert steps == 5
     for index, (teacher_variable, _) in enumerate(model.ema_pairs):
@@ -129,14 +138,14 @@ def test_teacher_batch_norm_statistics_come_from_its_own_passes():
 
 
 def test_metrics_and_callbacks_drive_the_weights():
-    model = small_mean_teacher(ema_decay=0.9, lc_epsilon=100.0)
+    model = small_mean_teacher(ema_decay=0.9, lc_epsilon=50.0)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True))
     batches = [random_batch(seed=seed) for seed in range(2)]
 
     callbacks = [
         ConsistencyRampup(max_weight=100.0, rampup_epochs=3),
-        LocalClusteringSchedule(max_weight=10.0, start_epoch=2, rampup_epochs=2, epsilon=50.0),
-        linear_lr_decay(0.05, decay_start=3, decay_end=5),
+        LocalClusteringSchedule(max_weight=10.0, start_epoch=2, rampup_epochs=2),
+        LinearLRDecay(decay_start=3, decay_end=5),
     ]
     history = model.fit(FixedBatches(batches), epochs=5, verbose=0, callbacks=callbacks).history
     expected_lambda1 = [100.0 * sigmoid_rampup(epoch, 3) for epoch in range(5)]
@@ -190,13 +199,16 @@ def test_changing_weights_does_not_retrace(jit_compile):
     features, logits = digits_net(width=0.25)(CountCalls()(inputs))
     student = keras.Model(inputs, [features, logits])
     model = MeanTeacher(
-        student, Augmentation([0.5], [0.25], max_translation=1, seed=0), ema_decay=0.9
+        student,
+        Augmentation([0.5], [0.25], max_translation=1, seed=0),
+        ema_decay=0.9,
+        lc_epsilon=2.0,
     )
     model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
     batch = random_batch(num_labeled=4, num_unlabeled=6)
     callbacks = [
         ConsistencyRampup(100.0, 3),
-        LocalClusteringSchedule(10.0, start_epoch=1, rampup_epochs=2, epsilon=2.0),
+        LocalClusteringSchedule(10.0, start_epoch=1, rampup_epochs=2),
     ]
     CountCalls.calls.clear()
     history = model.fit(
@@ -212,12 +224,12 @@ def test_evaluate_predict_and_keras_file_round_trip(tmp_path):
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     batches = [random_batch(seed=seed) for seed in range(3)]
 
-    model.fit(FixedBatches(batches), epochs=1, verbose=0)
+    model.fit(FixedBatches(batches), epochs=1, verbose=0, callbacks=constant_weights(3.0, 2.0))
     rng = np.random.default_rng(9)
     images = rng.integers(0, 256, (12, 8, 8, 1), dtype="uint8")
     labels = rng.integers(0, 10, 12)
     result = model.evaluate(images, labels, return_dict=True, verbose=0)
-    assert set(result) == {"student_accuracy", "teacher_accuracy"}
+    assert set(result) == {"loss", "student_accuracy", "teacher_accuracy"}
 
     predictions = model.predict(images, verbose=0)
     normalized = model.augmentation(images, training=False)
@@ -264,7 +276,10 @@ def test_mixed_precision_step_keeps_losses_and_weights_in_float32():
         for name in ("loss", "ce", "consistency", "lc"):
             assert keras.backend.standardize_dtype(terms[name].dtype) == "float32", name
         history = model.fit(
-            FixedBatches([random_batch(seed=s) for s in range(2)]), epochs=1, verbose=0
+            FixedBatches([random_batch(seed=s) for s in range(2)]),
+            epochs=1,
+            verbose=0,
+            callbacks=constant_weights(1.0, 1.0),
         ).history
         assert np.isfinite(history["loss"][0]) and history["lc"][0] > 0
 
@@ -284,8 +299,11 @@ def test_fit_accepts_a_tf_data_dataset_of_batch_dicts():
     keras.utils.set_random_seed(0)
     model = small_mean_teacher(ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0)
     model.compile(optimizer=keras.optimizers.SGD(0.05))
-    history_tf = model.fit(dataset, epochs=1, verbose=0, shuffle=False).history
-    history_py = reference.fit(FixedBatches(batches), epochs=1, verbose=0, shuffle=False).history
+    constant = constant_weights(1.0, 1.0)
+    history_tf = model.fit(dataset, epochs=1, verbose=0, shuffle=False, callbacks=constant).history
+    history_py = reference.fit(
+        FixedBatches(batches), epochs=1, verbose=0, shuffle=False, callbacks=constant
+    ).history
     assert history_tf["ce"][0] > 0 and history_tf["lc"][0] > 0
     # Same seeds, same batches: the two input paths train identically.
     for key in ("loss", "ce", "consistency", "lc"):
@@ -302,7 +320,11 @@ def test_steps_per_execution_trains_exactly_like_single_steps():
             ema_decay=0.9, consistency_weight=1.0, lc_weight=1.0, lc_epsilon=5.0
         )
         model.compile(optimizer=keras.optimizers.SGD(0.05), steps_per_execution=steps_per_execution)
-        histories.append(model.fit(batches, epochs=2, verbose=0, shuffle=False).history)
+        histories.append(
+            model.fit(
+                batches, epochs=2, verbose=0, shuffle=False, callbacks=constant_weights(1.0, 1.0)
+            ).history
+        )
         assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 12
         weights.append(model.teacher.get_weights())
     assert histories[0]["lc"][1] > 0
@@ -319,7 +341,9 @@ def test_non_finite_loss_guard_stops_fit_at_the_first_bad_step():
     model.compile(optimizer=keras.optimizers.SGD(0.05))
     guard = NonFiniteLossGuard()
     batches = FixedBatches([random_batch(seed=seed) for seed in range(20)])
-    history = model.fit(batches, epochs=3, verbose=0, shuffle=False, callbacks=[guard]).history
+    history = model.fit(
+        batches, epochs=3, verbose=0, shuffle=False, callbacks=[*constant_weights(1e38), guard]
+    ).history
     assert guard.stop_reason is not None and guard.stop_reason.startswith("non-finite loss")
     assert len(history["loss"]) == 1 and not np.isfinite(history["loss"][0])
     assert "at epoch 1, step " in guard.stop_reason
@@ -363,14 +387,14 @@ def test_lc_distance_quantiles_and_epsilon_are_logged_with_local_clustering_only
     batch = random_batch(num_labeled=4, num_unlabeled=12, seed=5)
     augmentation = Augmentation([0.5], [0.25], max_translation=0)
     keras.utils.set_random_seed(0)
-    model = MeanTeacher(
-        digits_net(width=0.25, dropout=0.0), augmentation, lc_weight=1.0, lc_epsilon=0.3
-    )
+    model = MeanTeacher(digits_net(width=0.25, dropout=0.0), augmentation, lc_epsilon=0.3)
     model.compile(optimizer=keras.optimizers.SGD(0.05))
     # No random augmentation or dropout: the step sees exactly these distances.
     distances = keras.ops.convert_to_numpy(model.lc_pair_distances(batch))
     assert distances.shape == (4 * 12 + 12 * 12,)
-    history = model.fit(FixedBatches([batch]), epochs=1, verbose=0).history
+    history = model.fit(
+        FixedBatches([batch]), epochs=1, verbose=0, callbacks=constant_weights(lc=1.0)
+    ).history
     for name, quantile in (
         ("lc_distance_p10", 0.1),
         ("lc_distance_p50", 0.5),
@@ -398,7 +422,12 @@ def test_a_skipped_float16_step_leaves_the_teacher_alone_too():
         student_before = [keras.ops.convert_to_numpy(s) for _, s in model.ema_pairs]
         teacher_before = [keras.ops.convert_to_numpy(t) for t, _ in model.ema_pairs]
         model.optimizer.dynamic_scale.assign(1e38)  # the scaled gradients overflow float16
-        model.fit(FixedBatches([random_batch(seed=7)]), epochs=1, verbose=0)
+        model.fit(
+            FixedBatches([random_batch(seed=7)]),
+            epochs=1,
+            verbose=0,
+            callbacks=constant_weights(1.0, 1.0),
+        )
         assert float(keras.ops.convert_to_numpy(model.optimizer.dynamic_scale)) < 1e38  # skipped
         for (teacher, student), old_student, old_teacher in zip(
             model.ema_pairs, student_before, teacher_before
@@ -424,7 +453,12 @@ def test_float16_loss_scale_changes_do_not_change_the_updates():
             )
             model.compile(optimizer=optimizer)
             before = [keras.ops.convert_to_numpy(v) for v in model.student.trainable_weights]
-            model.fit(FixedBatches([random_batch(seed=s) for s in range(4)]), epochs=1, verbose=0)
+            model.fit(
+                FixedBatches([random_batch(seed=s) for s in range(4)]),
+                epochs=1,
+                verbose=0,
+                callbacks=constant_weights(1.0, 1.0),
+            )
             scale = float(keras.ops.convert_to_numpy(model.optimizer.dynamic_scale))
             assert scale == (32.0 if growth_steps == 1 else 2.0)
             after = [keras.ops.convert_to_numpy(v) for v in model.student.trainable_weights]
@@ -443,7 +477,6 @@ def test_an_epsilon_that_follows_the_batch_is_a_moving_average_of_its_distance_q
     model = MeanTeacher(
         student,
         Augmentation([0.5], [0.25], max_translation=0),
-        lc_weight=1.0,
         lc_epsilon=1.0,
         lc_epsilon_batch_quantile=0.2,
         lc_epsilon_batch_momentum=0.5,
@@ -459,7 +492,9 @@ def test_an_epsilon_that_follows_the_batch_is_a_moving_average_of_its_distance_q
     lu = np.mean((labeled[:, None] - unlabeled[None]) ** 2, axis=-1)
     uu = np.mean((unlabeled[:, None] - unlabeled[None]) ** 2, axis=-1)
     quantile = np.quantile(np.concatenate([lu.ravel(), uu[~np.eye(12, dtype=bool)]]), 0.2)
-    history = model.fit(FixedBatches([batch, batch]), epochs=1, verbose=0).history
+    history = model.fit(
+        FixedBatches([batch, batch]), epochs=1, verbose=0, callbacks=constant_weights(lc=1.0)
+    ).history
     first = 0.5 * 1.0 + 0.5 * quantile
     second = 0.5 * first + 0.5 * quantile
     assert float(keras.ops.convert_to_numpy(model.lc_epsilon)) == pytest.approx(second, rel=1e-4)

@@ -173,7 +173,8 @@ def test_from_backbone_wraps_a_keras_application_into_the_contract():
     assert tuple(features.shape) == (3, 128) and tuple(logits.shape) == (3, 5)
     assert student.get_layer("features").kernel.shape == (backbone.output_shape[-1], 128)
     # It trains as a MeanTeacher student: one step changes its weights.
-    model = MeanTeacher(student, Augmentation([0.5] * 3, [0.25] * 3), lc_weight=1.0)
+    model = MeanTeacher(student, Augmentation([0.5] * 3, [0.25] * 3))
+    model.lc_weight.assign(1.0)
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     rng = np.random.default_rng(0)
     batch = {

@@ -11,7 +11,7 @@ from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import LabeledBatches
 from lcmt_tf.data.training_data import load_training_data
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.mean_teacher import errors_from_accuracies
+from lcmt_tf.semi_supervised import errors_from_accuracies
 from lcmt_tf.train import run
 
 pytestmark = pytest.mark.jax_only  # backend-independent weight copies: checked once

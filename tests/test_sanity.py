@@ -20,7 +20,7 @@ def broken(model, term):
         loss, terms, logits = compute(data)
         if term == "teacher":
             # Recompute the consistency on live teacher logits: gradient reaches it.
-            images, _ = model._joined_images(data)
+            images, _ = model.joined_images(data)
             _, student = model.network_outputs(model.student, images, 4)
             _, teacher = model.network_outputs(model.teacher, images, 4)
             terms["consistency"] = ops.mean(ops.square(ops.softmax(student) - ops.softmax(teacher)))

@@ -39,7 +39,7 @@ def test_six_epochs_of_mt_plus_lc_on_digits(tmp_path):
         assert (tmp_path / "run" / name).exists(), name
     with np.load(tmp_path / "run" / "training_state.npz") as state:
         assert int(state["next_epoch"]) == 6
-        assert float(state["callback/LocalClusteringSchedule/epsilon"]) == results["lc_epsilon"]
+        assert float(state["variable/model/lc_epsilon"]) == results["lc_epsilon"]
 
     with open(tmp_path / "run" / "history.csv", newline="") as file:
         history = list(csv.DictReader(file))

@@ -10,11 +10,17 @@ def __getattr__(name):
         from lcmt_tf.data import batches
 
         return getattr(batches, name)
+    if name in ("DiskImages", "ImagePool"):
+        from lcmt_tf.data import disk
+
+        return getattr(disk, name)
     raise AttributeError(f"module 'lcmt_tf.data' has no attribute {name!r}")
 
 
 __all__ = [
     "UNLABELED",
+    "DiskImages",
+    "ImagePool",
     "ImageDataset",
     "LabeledBatches",
     "SemiSupervisedBatches",

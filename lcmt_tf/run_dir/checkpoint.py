@@ -2,10 +2,11 @@
 variable is stored under its path (its owner and Keras' `variable.path`) with its shape
 and dtype checked on restore, and the callbacks' states under a name per callback.
 
-Keras' BackupAndRestore saves weights and optimizer state, but not the state of the
-random generators (augmentation, dropout), and it writes in place. A resumed run
-must replay exactly what an uninterrupted run does, and a kill during a write must
-leave the previous copy readable, so `ResumeCheckpoint` saves every model variable
+Keras' BackupAndRestore saves weights and optimizer state (and, through
+`SemiSupervisedModel.save_own_variables`, the random generators' states), but it
+writes in place and keeps no callback state. A resumed run must replay exactly what an
+uninterrupted run does, and a kill during a write must leave the previous copy
+readable, so `ResumeCheckpoint` saves every model variable
 (seed-generator states included) and every optimizer variable in one .npz file,
 written to a temporary name and renamed over the previous one.
 """

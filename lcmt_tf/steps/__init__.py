@@ -6,13 +6,15 @@ the active backend, and `MeanTeacher` inherits from it:
     tensorflow   lcmt_tf/steps/tensorflow_steps.py   GradientTape
     jax          lcmt_tf/steps/jax_steps.py          stateless jax.value_and_grad
 
-Both call the same backend-agnostic pieces of MeanTeacher (`compute_losses`,
-`update_metrics`, `evaluation_metrics`, `moving_average`), so the loss math exists
-once. Any other backend gets `UnsupportedBackendSteps`, whose fit and evaluate fail
-with one clear message.
+Both call the same backend-agnostic pieces of the model (`compute_losses`,
+`update_metrics`, `evaluation_metrics`, `moving_average`: lcmt_tf.semi_supervised), so
+the loss math exists once. Any other backend gets `UnsupportedBackendSteps`, whose fit
+and evaluate fail with one clear message.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import keras
 
@@ -39,6 +41,9 @@ class UnsupportedBackendSteps:
 
     def gather_replicas(self, values):
         return values
+
+    def keeping_state_on_failure(self):
+        return contextlib.nullcontext()
 
 
 def steps_for_backend(backend: str) -> type:

@@ -8,6 +8,8 @@ keras.StatelessScope.
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import keras
 
@@ -112,6 +114,27 @@ class JaxSteps:
         values = [[v.value for v in group] for group in (students, teachers, others)]
         norms = all_norms(*values, data)
         return {name: tuple(float(v) for v in triple) for name, triple in norms.items()}
+
+    @contextlib.contextmanager
+    def keeping_state_on_failure(self):
+        """Inside the block, a fit, evaluate or predict that fails leaves every variable
+        with a value. Keras workaround: Keras' JAX trainer detaches the variables'
+        values while it runs (`_purge_model_variables`) and reattaches them from the
+        last completed step's state; a call that fails before completing a step (a
+        mistake found when the step is traced) left them empty (Keras 3.15), so the
+        model could not even predict. The values from before the call are put back
+        where none was reattached. tests/test_keras_user.py checks a failed fit."""
+        variables = [*self.variables, *self.metrics_variables]
+        if getattr(self, "optimizer", None) is not None:
+            variables += list(self.optimizer.variables)
+        before = [(variable, variable._value) for variable in variables]
+        try:
+            yield
+        except BaseException:
+            for variable, value in before:
+                if variable._value is None and value is not None:
+                    variable._value = value
+            raise
 
     def gather_replicas(self, values):
         """Data-parallel JAX steps compute on global (sharded) arrays: nothing to do."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -35,6 +37,10 @@ class TensorFlowSteps:
 
     def test_step(self, data):
         return _reducible_logs(self.evaluation_metrics(data))
+
+    def keeping_state_on_failure(self):
+        """A failed fit or evaluate leaves the variables as they are: nothing to do."""
+        return contextlib.nullcontext()
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras workaround (overrides a private Trainer method; no public hook exists):
@@ -115,23 +121,6 @@ class ReplicaSeedGenerator(keras.random.SeedGenerator):
         return tf.random.experimental.stateless_fold_in(seed, context.replica_id_in_sync_group)
 
 
-def seed_generators(model) -> list[keras.random.SeedGenerator]:
-    """Every `keras.random.SeedGenerator` held by a layer of `model` or of the layers
-    nested in it (through their public `layers`), each once."""
-    found: dict[int, keras.random.SeedGenerator] = {}
-
-    def walk(layer):
-        for value in vars(layer).values():
-            if isinstance(value, keras.random.SeedGenerator):
-                found.setdefault(id(value), value)
-        for inner in getattr(layer, "layers", ()):
-            walk(inner)
-
-    for network in (model.augmentation, model.student, model.teacher):
-        walk(network)
-    return list(found.values())
-
-
 def draw_per_replica(model) -> int:
     """Makes every seed generator of `model`'s layers (augmentation, dropout, noise: of
     the student and the teacher) a `ReplicaSeedGenerator`; returns how many there are.
@@ -142,7 +131,7 @@ def draw_per_replica(model) -> int:
     checkpoints, stay as they are). tests/test_keras_workarounds.py fails when Keras
     stops calling `SeedGenerator.next` for dropout or when this stops changing a draw.
     """
-    generators = seed_generators(model)
+    generators = model.seed_generators()
     for generator in generators:
         if not isinstance(generator, ReplicaSeedGenerator):
             generator.__class__ = ReplicaSeedGenerator
