@@ -345,7 +345,8 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
     """Stops training at the first NaN or Inf loss and records why in `stop_reason`.
 
     Unlike keras.callbacks.TerminateOnNaN it keeps the reason, so the run can write it
-    into results.json; ResumeCheckpoint does not save the failed epoch.
+    into results.json; ResumeCheckpoint does not save the failed epoch (the state of the
+    last completed epoch, if there is one, stays).
 
     It is deliberately not marked `async_safe`: on JAX, Keras would hand the step's logs
     to a worker thread while the next compiled step donates (deletes) those buffers.
@@ -366,53 +367,96 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
             self.stop_reason = (
                 f"non-finite loss ({float(loss)}) at epoch {self._epoch + 1}, step {batch + 1}"
             )
-            logging.error("Stopping: %s; the last good checkpoint is kept.", self.stop_reason)
+            logging.error("Stopping: %s.", self.stop_reason)
             self.model.stop_training = True
 
 
 class CollapseMonitor(keras.callbacks.Callback):
     """Detects the distribution collapse that too large an epsilon or LC weight causes.
 
-    Each epoch it compares the student's feature spread (mean across-batch std of the
-    features) with the largest spread seen so far in the run; below `spread_ratio` of it
-    the features have collapsed. It logs `feature_spread_ratio` and `collapsed` (0/1)
-    for TensorBoard, warns, and with `stop=True` stops training.
+    Two signs, each against its own peak so far in the run: the student's feature
+    spread (mean across-batch std of the features) below `spread_ratio` of its peak,
+    or the balance of its predictions (`prediction_balance`: the normalized entropy of
+    the predicted classes over a batch, 0 when one class takes every image) below
+    `balance_ratio` of its peak. It logs `feature_spread_ratio`,
+    `prediction_balance_ratio` and `collapsed` (0/1) for TensorBoard, warns, keeps the
+    collapsed epochs (`collapsed_epochs`, the run's results name them), and with
+    `stop=True` stops training.
     """
 
-    def __init__(self, spread_ratio: float = 0.05, stop: bool = False):
+    def __init__(self, spread_ratio: float = 0.05, balance_ratio: float = 0.3, stop: bool = False):
         super().__init__()
         self.spread_ratio = float(spread_ratio)
+        self.balance_ratio = float(balance_ratio)
         self.stop = stop
         self.reference_spread = 0.0
+        self.reference_balance = 0.0
+        self.collapsed_epochs: list[int] = []  # 1-based
         self.stop_reason: str | None = None
 
-    def get_state(self) -> dict[str, float]:
-        return {"reference_spread": self.reference_spread}
+    def get_state(self) -> dict:
+        return {
+            "reference_spread": self.reference_spread,
+            "reference_balance": self.reference_balance,
+            "collapsed_epochs": np.asarray(self.collapsed_epochs, np.int64),
+        }
 
-    def set_state(self, state: dict[str, float]) -> None:
-        self.reference_spread = float(state["reference_spread"])
+    def set_state(self, state: dict) -> None:
+        self.reference_spread = float(state.get("reference_spread", 0.0))
+        self.reference_balance = float(state.get("reference_balance", 0.0))
+        self.collapsed_epochs = [int(e) for e in np.asarray(state.get("collapsed_epochs", []))]
+
+    def _ratio(self, logs, name: str, reference: str) -> float:
+        value = float(logs[name])
+        if not math.isfinite(value):
+            return 1.0  # a non-finite epoch is the NaN guard's
+        setattr(self, reference, max(getattr(self, reference), value))
+        peak = getattr(self, reference)
+        return value / peak if peak > 0 else 1.0
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or "feature_spread" not in logs:
             return
-        spread = float(logs["feature_spread"])
-        self.reference_spread = max(self.reference_spread, spread)
-        ratio = spread / self.reference_spread if self.reference_spread > 0 else 1.0
-        collapsed = ratio < self.spread_ratio
-        logs["feature_spread_ratio"] = ratio
-        logs["collapsed"] = float(collapsed)
-        if not collapsed:
+        signs = []
+        spread_ratio = self._ratio(logs, "feature_spread", "reference_spread")
+        logs["feature_spread_ratio"] = spread_ratio
+        if spread_ratio < self.spread_ratio:
+            signs.append(
+                f"feature spread {float(logs['feature_spread']):.3g} is {spread_ratio:.2%} of "
+                "its peak"
+            )
+        if "prediction_balance" in logs:
+            balance_ratio = self._ratio(logs, "prediction_balance", "reference_balance")
+            logs["prediction_balance_ratio"] = balance_ratio
+            if balance_ratio < self.balance_ratio:
+                signs.append(
+                    f"prediction balance {float(logs['prediction_balance']):.3f} is "
+                    f"{balance_ratio:.2%} of its peak (most images get one class)"
+                )
+        logs["collapsed"] = float(bool(signs))
+        if not signs:
             return
+        self.collapsed_epochs.append(epoch + 1)
         message = (
-            f"feature distribution collapse at epoch {epoch + 1}: feature spread {spread:.3g} "
-            f"is {ratio:.2%} of its peak, LC neighbor fraction "
-            f"{float(logs.get('lc_neighbor_fraction', float('nan'))):.3f}; "
+            f"feature distribution collapse at epoch {epoch + 1}: {'; '.join(signs)}; LC "
+            f"neighbor fraction {float(logs.get('lc_neighbor_fraction', float('nan'))):.3f}; "
             "lower --lc_epsilon or --lc_weight"
         )
         logging.warning(message)
         if self.stop:
             self.stop_reason = message
             self.model.stop_training = True
+
+    def summary(self, epochs_run: int) -> dict | None:
+        """What results.json says of a collapse after `epochs_run` epochs: None, or the
+        first collapsed epoch, how many there were, and whether the last one was."""
+        if not self.collapsed_epochs:
+            return None
+        return {
+            "first_epoch": self.collapsed_epochs[0],
+            "epochs": len(self.collapsed_epochs),
+            "at_the_end": self.collapsed_epochs[-1] == epochs_run,
+        }
 
 
 class HistoryCSV(keras.callbacks.Callback):

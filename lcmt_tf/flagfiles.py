@@ -49,6 +49,11 @@ def find_flag_file(name: str, including_dir: str | None = None) -> str:
     candidate = os.path.join(base, path)
     if os.path.isfile(candidate):
         return os.path.abspath(candidate)
+    if os.path.isdir(candidate):
+        raise UserInputError(
+            f"--flagfile={name} is a folder; it names a flag file (one --flag=value per line) "
+            "or an installed setting"
+        )
     if _is_bare_name(path):
         packaged = os.path.join(PACKAGED_FLAGS_DIR, path.removesuffix(".txt") + ".txt")
         if os.path.isfile(packaged):

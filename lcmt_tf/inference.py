@@ -25,8 +25,9 @@ from lcmt_tf.data import ImageDataset, load_dataset
 from lcmt_tf.data.folders import DEFAULT_MAX_IMAGE_PIXELS, image_inputs, read_image
 from lcmt_tf.data.training_data import load_run_dataset
 from lcmt_tf.errors import MissingExtraError, UserInputError
-from lcmt_tf.files import atomic_write_json, check_output_path
-from lcmt_tf.mean_teacher import NETWORKS, MeanTeacher
+from lcmt_tf.exports import check_export_output, move_export_aside
+from lcmt_tf.files import atomic_write_json
+from lcmt_tf.mean_teacher import MeanTeacher
 from lcmt_tf.plots import plot_confusion
 from lcmt_tf.provenance import software
 from lcmt_tf.run_dir.checkpoint import load_training_state
@@ -38,6 +39,7 @@ from lcmt_tf.run_dir.layout import (
     run_weights,
 )
 from lcmt_tf.run_dir.lifecycle import write_run_model_card
+from lcmt_tf.semi_supervised import NETWORKS
 
 EXPORT_FORMATS = ("savedmodel", "onnx")
 CALIBRATION_BINS = 15
@@ -104,19 +106,40 @@ def load_run(model_dir: str) -> TrainedRun:
     values, weights = run_weights(model_dir)
     config = TrainConfig.from_dict(values)
     if weights.endswith(MODEL_FILE):
+        state = os.path.join(model_dir, STATE_FILE)
+        instead = (
+            f"move it out of the run directory to use {STATE_FILE} (the state after the last "
+            "epoch) instead"
+            if os.path.exists(state)
+            else "restore it from a copy (the run has no training state to use instead)"
+        )
+        problem = _archive_problem(weights)
+        if problem:
+            raise UserInputError(f"{weights} is damaged ({problem}): {instead}")
         try:
             model = keras.models.load_model(weights)
         except Exception as error:  # Keras raises many kinds for a damaged archive
             raise UserInputError(
                 f"cannot load {weights} ({type(error).__name__}: {str(error)[:120]}); it is "
-                f"damaged: delete it to use {STATE_FILE} (the state after the last epoch) "
-                "instead"
+                f"damaged: {instead}"
             ) from None
     else:
         dataset = load_run_dataset(config)
         model = build_model(config, dataset)
         load_training_state(model, weights)
     return TrainedRun(model_dir, config, model, os.path.basename(weights))
+
+
+def _archive_problem(path: str) -> str | None:
+    """Why the .keras file `path` is not a readable zip archive, or None."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as error:
+        return f"not a readable .keras archive: {error}"
+    return f"its member {bad} is corrupt" if bad else None
 
 
 def features(
@@ -187,7 +210,8 @@ def evaluate_run(model_dir: str, dataset: str | None = None, split: str = "test"
     run held out with --validation_fraction), the teacher's per-class accuracy (%),
     expected calibration error and confusion matrix; or on the test split of
     `dataset` (same image shape and classes). Writes MODEL_DIR/evaluation.json and
-    MODEL_DIR/confusion.png; returns the dict."""
+    MODEL_DIR/confusion.png (a read-only run directory: nothing, with a warning);
+    returns the dict."""
     trained = load_run(model_dir)
     if dataset:
         data = load_dataset(dataset, image_size=trained.config.image_size_pair())
@@ -226,6 +250,13 @@ def evaluate_run(model_dir: str, dataset: str | None = None, split: str = "test"
     result["class_names"] = names
     result["teacher_confusion_matrix"] = matrix.tolist()
     result["software"] = software()
+    if not os.access(model_dir, os.W_OK):
+        logging.warning(
+            "%s is read-only: evaluation.json and confusion.png were not written (the "
+            "figures are printed)",
+            model_dir,
+        )
+        return result
     atomic_write_json(os.path.join(model_dir, "evaluation.json"), result)
     try:
         plot_confusion(matrix, names, os.path.join(model_dir, "confusion.png"))
@@ -275,20 +306,20 @@ def predict_files(
 
 def inference_model(trained: TrainedRun) -> keras.Model:
     """uint8 images (N, H, W, C) -> the teacher's class probabilities, normalization
-    built in: a plain Keras model, independent of lcmt_tf once exported."""
-    model = trained.model
-    inputs = keras.Input(shape=trained.image_shape, dtype="uint8", name="images")
-    normalized = model.augmentation(keras.ops.cast(inputs, "float32"), training=False)
-    _, logits = model.teacher(normalized, training=False)
-    outputs = keras.layers.Softmax(name="probabilities", dtype="float32")(logits)
-    return keras.Model(inputs, outputs, name="lcmt_teacher")
+    built in (`MeanTeacher.inference_model`): a plain Keras model, independent of
+    lcmt_tf once exported."""
+    return trained.model.inference_model(
+        "teacher", "probabilities", image_shape=trained.image_shape
+    )
 
 
 def export_run(model_dir: str, export_format: str, output: str, overwrite: bool = False) -> str:
     """Writes the teacher as a TensorFlow SavedModel (a `serve` function) or an ONNX
     file at `output`; both take uint8 images and return class probabilities. An
-    existing `output` is refused, or with `overwrite` replaced once the new export has
-    been written beside it. Returns the path of the class names file written beside it."""
+    existing `output` is refused; with `overwrite`, a previous export there (one with
+    this function's provenance file) is moved aside once the new export has been
+    written beside it, and anything else is still refused. Returns the path of the
+    class names file written beside it."""
     if export_format not in EXPORT_FORMATS:
         raise UserInputError(f"--format must be savedmodel or onnx, not {export_format!r}")
     if keras.backend.backend() != "tensorflow":
@@ -303,21 +334,19 @@ def export_run(model_dir: str, export_format: str, output: str, overwrite: bool 
             raise UserInputError(
                 "ONNX export needs tf2onnx and onnx: pip install 'lcmt_tf[export]'"
             ) from None
+    check_export_output(output, export_format, overwrite)
     trained = load_run(model_dir)
     exported = inference_model(trained)
     exported(np.zeros((1, *trained.image_shape), np.uint8))  # the ONNX exporter needs a call
     keras_format = "tf_saved_model" if export_format == "savedmodel" else "onnx"
-    check_output_path(
-        output, "--output", directory=export_format == "savedmodel", overwrite=overwrite
-    )
     # Written beside the target first, so that a failed export leaves the old one.
     base, extension = os.path.splitext(output.rstrip(os.sep))
     temporary = f"{base}.exporting{extension}"
     if os.path.isdir(temporary):  # left by an export that was killed
         shutil.rmtree(temporary)
     exported.export(temporary, format=keras_format, verbose=False)
-    if os.path.isdir(output):
-        shutil.rmtree(output)
+    check_export_output(output, export_format, overwrite)  # nothing else appeared meanwhile
+    move_export_aside(output, export_format)
     os.replace(temporary, output)
     classes_path = (
         os.path.join(output, "class_names.json")

@@ -7,6 +7,8 @@ whatever the compute dtype of the network.
 
 from __future__ import annotations
 
+import math
+
 from keras import ops
 
 # Above this many elements of the (n, m, d) difference tensor (64 MiB in float32; the
@@ -214,6 +216,21 @@ def softmax_mse(student_logits, teacher_logits):
         ops.softmax(ops.cast(teacher_logits, "float32"), axis=-1)
     )
     return ops.mean(ops.square(student_probabilities - teacher_probabilities))
+
+
+def prediction_balance(logits):
+    """The normalized entropy of the predicted classes over a batch, in [0, 1]: 1 when
+    every class is predicted equally often, 0 when one class takes every image (the
+    collapse too large an LC weight causes). No gradient.
+
+    Args:
+        logits: (n, k), k >= 2.
+    """
+    logits = ops.stop_gradient(ops.cast(logits, "float32"))
+    classes = logits.shape[-1]
+    shares = ops.mean(ops.one_hot(ops.argmax(logits, axis=-1), classes), axis=0)
+    entropy = -ops.sum(shares * ops.log(ops.maximum(shares, 1e-12)))
+    return entropy / math.log(classes)
 
 
 def feature_spread(features):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from lcmt_tf.losses import feature_spread, softmax_mse
+from lcmt_tf.losses import feature_spread, prediction_balance, softmax_mse
 from lcmt_tf.semi_supervised import (
     BATCH_KEYS,
     EVALUATION_NAMES,
@@ -51,6 +51,7 @@ LOSS_TERMS = (
     "lc",
     "lc_neighbor_fraction",
     "feature_spread",
+    "prediction_balance",
     "consistency_weight",
     "lc_weight",
 )
@@ -124,6 +125,7 @@ class MeanTeacher(SemiSupervisedModel):
             "lc": lc,
             "lc_neighbor_fraction": neighbor_fraction,
             "feature_spread": feature_spread(student_features),
+            "prediction_balance": prediction_balance(student_logits),
             "consistency_weight": ops.convert_to_tensor(self.consistency_weight),
             "lc_weight": ops.convert_to_tensor(self.lc_weight),
             **lc_terms,

@@ -42,7 +42,12 @@ from lcmt_tf.provenance import software
 from lcmt_tf.run_dir.checkpoint import load_training_state
 from lcmt_tf.run_dir.fork import copy_history, fork_state_path
 from lcmt_tf.run_dir.layout import CONFIG_FILE, HISTORY_FILE, STATE_FILE
-from lcmt_tf.run_dir.lifecycle import check_run_directory, start_run_directory, write_final_files
+from lcmt_tf.run_dir.lifecycle import (
+    check_run_directory,
+    finished_results,
+    start_run_directory,
+    write_final_files,
+)
 from lcmt_tf.run_dir.lock import holding
 from lcmt_tf.sanity import check_loss_terms
 from lcmt_tf.semi_supervised import error_names, errors_from_accuracies
@@ -98,6 +103,14 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
     # One owner at a time: the chief holds the directory's lock until the run ends.
     with holding(config.model_dir, distribution.is_chief):
         resuming = check_run_directory(config)
+        finished = finished_results(config) if resuming else None
+        if finished is not None:
+            logging.info(
+                "%s is a finished run (%d epochs): nothing to train, nothing changed.",
+                config.model_dir,
+                finished["epochs_run"],
+            )
+            return {**finished, "already_finished": True}
         return _train(config, distribution, resuming, list(callbacks))
 
 
@@ -257,6 +270,7 @@ def final_results(
         "epochs_run": int(epochs_run),
         "completed": stop_reason is None and epochs_run >= config.epochs,
         "stop_reason": stop_reason,
+        "collapse": callbacks.collapse.summary(int(epochs_run)),
         "resumed_from_epoch": int(initial_epoch),
         "wall_time_s": round(wall_time_s, 3),
         "backend": keras.backend.backend(),

@@ -259,3 +259,34 @@ def folder_run(tmp_path_factory):
                       f"--model_dir={root / 'run'}")  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     return root
+
+
+def snapshot_of(folder) -> dict:
+    """{relative path: bytes} of every file under `folder`, but the run's lock file
+    (lcmt_tf's own record of the last process that held the directory)."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if name == ".lock":
+                continue
+            path = os.path.join(root, name)
+            with open(path, "rb") as file:
+                found[os.path.relpath(path, folder)] = file.read()
+    return found
+
+
+def one_line(completed, status=2) -> str:
+    lines = error_lines(completed.stderr)
+    assert completed.returncode == status, completed.stderr[-2000:]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def damage(path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())

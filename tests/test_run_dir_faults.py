@@ -22,7 +22,7 @@ import pytest
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.files import atomic_write_json
 
-from conftest import NO_STARTUP_CHECK, ROOT, error_lines, train
+from conftest import NO_STARTUP_CHECK, ROOT, damage, error_lines, one_line, snapshot_of, train
 
 pytestmark = pytest.mark.jax_only
 
@@ -30,20 +30,6 @@ QUICK = [
     "--flagfile=digits", "--width=0.25", "--epochs=2", "--lc_start_epoch=1",
     "--lr_decay_epochs=1", "--keep_epochs=1", "--eval_every=1", "--verbose=2", NO_STARTUP_CHECK,
 ]  # fmt: skip
-
-
-def snapshot_of(folder) -> dict:
-    """{relative path: bytes} of every file under `folder`, but the run's lock file
-    (lcmt_tf's own record of the last process that held the directory)."""
-    found = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            if name == ".lock":
-                continue
-            path = os.path.join(root, name)
-            with open(path, "rb") as file:
-                found[os.path.relpath(path, folder)] = file.read()
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -62,23 +48,6 @@ def run_copy(trained, tmp_path):
     shutil.copytree(trained, model_dir)
     (model_dir / "my_notes.txt").write_text("the user's own file\n")
     return model_dir
-
-
-def one_line(completed, status=2) -> str:
-    lines = error_lines(completed.stderr)
-    assert completed.returncode == status, completed.stderr[-2000:]
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
-def damage(path, how: str) -> None:
-    data = path.read_bytes()
-    if how == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif how == "empty":
-        path.write_bytes(b"")
-    else:
-        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
 
 
 @pytest.mark.parametrize("how", ["empty", "random"])
@@ -110,7 +79,8 @@ def test_a_cut_off_training_state_is_named_with_its_last_good_copy_and_resumes_f
     snapshot = run_copy / "training_state_epoch1.npz"
     assert line.endswith(
         f"the last good copy is {snapshot} (after epoch 1): copy it over {state} and rerun "
-        "to resume from there, or use --overwrite to start anew"
+        "the training to resume from there, or train anew (lcmt train --overwrite moves the "
+        "old files aside)"
     )
     assert snapshot_of(run_copy) == before  # nothing changed, nothing deleted
     shutil.copyfile(snapshot, state)
@@ -149,7 +119,7 @@ def test_damaged_files_of_a_trained_run_are_named_by_the_commands_that_read_them
             load_run(str(run_copy))
     message = str(error.value)
     assert "\n" not in message and str(run_copy / name) in message
-    assert ("delete it" in message) or ("rerun" in message)
+    assert "rerun" in message or "move it out of the run directory" in message
 
 
 def test_a_cut_off_history_keeps_its_good_rows_on_resume(run_copy, caplog):

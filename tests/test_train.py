@@ -112,7 +112,7 @@ BAD_SETTINGS = [
         dict(dataset="npz:/no/such/file.npz"),
         "--dataset=npz:/no/such/file.npz: /no/such/file.npz does not exist",
     ),
-    (dict(dataset="npz:{broken}"), "cannot read {broken} as a .npz archive"),
+    (dict(dataset="npz:{broken}"), "{broken} is not an .npz archive"),
     (dict(dataset="npz:{labels}", num_labels=4), "npz:{labels}: train label -1 is outside 0..3"),
     (
         dict(dataset="folder:{corrupt}"),
@@ -174,7 +174,7 @@ def test_rerunning_a_finished_run_changes_nothing(tmp_path):
     with np.load(model_dir / "training_state.npz") as archive:
         before = {key: archive[key] for key in archive.files}
     again = run(quick(model_dir))
-    assert again["resumed_from_epoch"] == 1 and again["epochs_run"] == 1
+    assert again["already_finished"] and again["epochs_run"] == 1
     with np.load(model_dir / "training_state.npz") as archive:
         for key in archive.files:
             np.testing.assert_array_equal(archive[key], before[key])
@@ -185,4 +185,4 @@ def test_a_moved_run_directory_resumes(tmp_path):
     run(quick(tmp_path / "run"))
     (tmp_path / "run").rename(tmp_path / "moved")
     again = run(quick(tmp_path / "moved"))
-    assert again["resumed_from_epoch"] == 1
+    assert again["already_finished"] and again["epochs_run"] == 1

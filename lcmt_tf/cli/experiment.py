@@ -35,6 +35,7 @@ did not finish (the table holds the runs that did).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -123,13 +124,11 @@ def train_and_write(runs, write) -> None:
         with cli.signals_as_interrupts():
             outcomes = runner.execute(runs, FLAGS.parallel)
     except cli.Interrupted as stop:
-        print(
-            f"{cli.program()}: stopped by {stop.signal_name}; the runs it had started stopped "
-            "after their last completed epoch and no new run started; rerun the same command "
-            "to continue",
-            file=sys.stderr,
+        cli.stopped(
+            stop,
+            f"stopped by {stop.signal_name}; the runs it had started stopped after their last "
+            "completed epoch and no new run started; rerun the same command to continue",
         )
-        sys.exit(stop.exit_status)
     write()
     if any(outcomes.values()):
         sys.exit(1)
@@ -205,12 +204,11 @@ def tune(root: str, seeds: list[int]) -> None:
         with cli.signals_as_interrupts():
             summary, paths = tuning.tune(plan, FLAGS.trials, FLAGS.parallel)
     except cli.Interrupted as stop:
-        print(
-            f"{cli.program()}: stopped by {stop.signal_name}; the runs it had started stopped "
-            "after their last completed epoch; rerun the same command to continue the search",
-            file=sys.stderr,
+        cli.stopped(
+            stop,
+            f"stopped by {stop.signal_name}; the runs it had started stopped after their last "
+            "completed epoch; rerun the same command to continue the search",
         )
-        sys.exit(stop.exit_status)
     print(tuning.markdown(summary), end="")
     print(f"written: {', '.join(paths)}")
 
@@ -273,9 +271,11 @@ def experiment(argv: list[str]) -> None:
         fail("--parallel must be >= 1")
     if command in ("table", "sweep", "tune", "budget"):
         from lcmt_tf.experiments.runner import parse_seeds
+        from lcmt_tf.run_dir.lock import holding_root
 
         seeds = parse_seeds(FLAGS.seeds)
-        {"table": table, "sweep": sweep, "tune": tune, "budget": budget}[command](root, seeds)
+        with contextlib.nullcontext() if FLAGS.plan else holding_root(root):
+            {"table": table, "sweep": sweep, "tune": tune, "budget": budget}[command](root, seeds)
     else:
         {"curves": curves, "bias": bias, "tsne": tsne}[command](root)
 

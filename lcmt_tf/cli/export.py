@@ -21,7 +21,12 @@ def define_flags() -> None:
     flags.DEFINE_string("model_dir", None, "run directory (model.keras or training_state.npz)")
     flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "onnx"], "what to write")
     flags.DEFINE_string("output", None, "SavedModel directory or .onnx file to write")
-    flags.DEFINE_boolean("overwrite", False, "replace an existing --output")
+    flags.DEFINE_boolean(
+        "overwrite",
+        False,
+        "replace a previous export at --output (it moves to OUTPUT.replaced-DATE-TIME; "
+        "anything that is not an lcmt export is refused)",
+    )
 
 
 FLAGS = flags.FLAGS
@@ -31,10 +36,9 @@ def export(argv: list[str]) -> None:
     cli.check_run_arguments(argv, FLAGS.model_dir, "export")
     if not FLAGS.output:
         cli.fail("--output is required: the SavedModel directory or .onnx file to write")
-    from lcmt_tf.files import check_output_path
+    from lcmt_tf.exports import check_export_output
 
-    directory = FLAGS.format == "savedmodel"
-    check_output_path(FLAGS.output, "--output", directory=directory, overwrite=FLAGS.overwrite)
+    check_export_output(FLAGS.output, FLAGS.format, FLAGS.overwrite)
     from lcmt_tf.inference import export_run
 
     classes = export_run(FLAGS.model_dir, FLAGS.format, FLAGS.output, FLAGS.overwrite)

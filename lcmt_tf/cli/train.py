@@ -60,14 +60,24 @@ def train(argv: list[str]) -> None:
             )
             results = run(config, callbacks=[check])
     except cli.Interrupted as stop:
+        cli.stopped(
+            stop,
+            f"stopped by {stop.signal_name}; rerun the same command to resume from the last "
+            f"completed epoch in {config.model_dir}",
+        )
+    logging.info("results: %s", os.path.join(config.model_dir, "results.json"))
+    if results.get("already_finished"):
+        print(f"{config.model_dir} is a finished run; nothing was trained or changed:")
+    print(summary(results))
+    collapse = results.get("collapse")
+    if collapse and not results["stop_reason"]:
         print(
-            f"{cli.program()}: stopped by {stop.signal_name}; rerun the same command to resume "
-            f"from the last completed epoch in {config.model_dir}",
+            f"{cli.program()}: warning: the features collapsed in {collapse['epochs']} epoch(s) "
+            f"from epoch {collapse['first_epoch']}"
+            f"{', and at the end' if collapse['at_the_end'] else ''}: lower --lc_epsilon or "
+            "--lc_weight (--stop_on_collapse stops at the first)",
             file=sys.stderr,
         )
-        sys.exit(stop.exit_status)
-    logging.info("results: %s", os.path.join(config.model_dir, "results.json"))
-    print(summary(results))
     if results["stop_reason"]:
         sys.exit(1)
 
@@ -82,7 +92,14 @@ def summary(results: dict) -> str:
     ]
     if not errors:
         errors = ["no error measured: no good state to evaluate"]
-    stopped = f", stopped: {results['stop_reason']}" if results["stop_reason"] else ""
+    stopped = ""
+    if results["stop_reason"]:
+        kept = (
+            f"the state after epoch {results['epochs_run']} is kept"
+            if results["epochs_run"]
+            else "no epoch completed before it, so no state was kept"
+        )
+        stopped = f", stopped: {results['stop_reason']}; {kept}"
     return (
         f"{'  '.join(errors)}  ({results['epochs_run']} epochs, "
         f"{results['wall_time_s']:.0f} s{stopped})"

@@ -80,4 +80,25 @@ def check_data(config: TrainConfig) -> tuple[str, list[str]]:
             f"(training-pool indices {duplicated[:5]}{' ...' if len(duplicated) > 5 else ''}); "
             "remove them from one of the two"
         )
+    lines += ["", *left_out(config, dataset)]
     return "\n".join(lines), problems
+
+
+def left_out(config: TrainConfig, dataset) -> list[str]:
+    """What the data set leaves out of the run, and why, one line each: a folder's
+    test classes that train/ lacks and its files that are not images, and classes with
+    fewer than MIN_TRAINING_IMAGES training images."""
+    from lcmt_tf.data.sources import MIN_TRAINING_IMAGES, source_kind
+
+    notes = []
+    if source_kind(config.dataset) == "folder":
+        from lcmt_tf.data.folders import folder_listing
+
+        notes += folder_listing(config.dataset.partition(":")[2])["notes"]
+    counts = np.bincount(dataset.y_train, minlength=dataset.num_classes)
+    for label in np.flatnonzero(counts < MIN_TRAINING_IMAGES):
+        notes.append(
+            f"class {dataset.class_names[label]} has {counts[label]} training image(s), "
+            f"fewer than {MIN_TRAINING_IMAGES}"
+        )
+    return [f"left out or thin: {note}" for note in notes] or ["left out: nothing"]

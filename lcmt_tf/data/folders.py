@@ -45,13 +45,37 @@ def default_cache_dir() -> str:
     return os.path.join(base, "lcmt_tf", "folders")
 
 
-def image_files(directory: str) -> list[str]:
-    """Image files under `directory`, recursively, in sorted order."""
+def image_files(directory: str, skipped: list[str] | None = None) -> list[str]:
+    """Image files under `directory`, recursively, in sorted order; the other files
+    are added to `skipped` when given. A file that cannot be read (a broken symbolic
+    link, no read permission) or a folder that cannot be listed is one line."""
+
+    def refuse(error: OSError) -> None:
+        raise UserInputError(f"cannot list {error.filename}: {error.strerror}") from None
+
     found = []
-    for parent, folders, names in os.walk(directory):
+    for parent, folders, names in os.walk(directory, onerror=refuse):
         folders.sort()
-        found += [os.path.join(parent, n) for n in sorted(names) if is_image_file(n)]
+        for name in sorted(names):
+            path = os.path.join(parent, name)
+            if not is_image_file(name):
+                if skipped is not None and not name.startswith("."):
+                    skipped.append(path)
+                continue
+            check_readable(path)
+            found.append(path)
     return found
+
+
+def check_readable(path: str) -> None:
+    """One line unless `path` is a file this process can read."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise UserInputError(
+            f"image {path} is a broken symbolic link (to {os.readlink(path)}, which does not "
+            "exist): remove the link or restore its target"
+        )
+    if not os.access(path, os.R_OK):
+        raise UserInputError(f"cannot read image {path}: permission denied")
 
 
 def image_inputs(inputs: Sequence[str]) -> list[str]:
@@ -61,6 +85,7 @@ def image_inputs(inputs: Sequence[str]) -> list[str]:
         if os.path.isdir(item):
             files += image_files(item)
         elif os.path.isfile(item):
+            check_readable(item)
             files.append(item)
         else:
             raise UserInputError(f"--images: {item} does not exist")
@@ -75,7 +100,10 @@ def is_image_file(name: str) -> bool:
 
 def folder_listing(root: str) -> dict[str, list[tuple[str, int]]]:
     """{split: [(path, label)]} of a folder data set, label -1 for unlabeled images,
-    and the class names under "classes" (as [(name, index)])."""
+    the class names under "classes" (as [(name, index)]), and under "notes" what the
+    listing leaves out and why (each also logged as a warning): class folders under
+    test/ that train/ lacks, files that are not images. An empty class folder under
+    train/ is an error."""
     train_dir = os.path.join(root, "train")
     if not os.path.isdir(train_dir):
         raise UserInputError(f"{root} needs a train/<class>/ folder of images per class")
@@ -85,10 +113,23 @@ def folder_listing(root: str) -> dict[str, list[tuple[str, int]]]:
     if len(classes) < 2:
         raise UserInputError(f"{train_dir} needs one folder per class, at least two")
     listing: dict[str, list] = {"classes": [(name, i) for i, name in enumerate(classes)]}
+    notes: list[str] = []
+    skipped: list[str] = []
     for split in ("train", "test"):
         split_dir = os.path.join(root, split)
         if split == "test" and not os.path.isdir(split_dir):
             continue
+        if split == "test":
+            extra = sorted(
+                entry
+                for entry in os.listdir(split_dir)
+                if os.path.isdir(os.path.join(split_dir, entry)) and entry not in classes
+            )
+            if extra:
+                notes.append(
+                    f"test/ has {len(extra)} class folder(s) that train/ lacks, left out of the "
+                    f"evaluation: {', '.join(extra)}"
+                )
         entries = []
         for label, name in enumerate(classes):
             class_dir = os.path.join(split_dir, name)
@@ -96,7 +137,13 @@ def folder_listing(root: str) -> dict[str, list[tuple[str, int]]]:
                 raise UserInputError(
                     f"{class_dir} is missing: train/ and test/ need the same class folders"
                 )
-            entries += [(path, label) for path in image_files(class_dir)]
+            found = image_files(class_dir, skipped)
+            if split == "train" and not found:
+                raise UserInputError(
+                    f"{class_dir} has no images ({', '.join(IMAGE_EXTENSIONS)}): every class "
+                    "needs training images (add some, or remove the folder)"
+                )
+            entries += [(path, label) for path in found]
         if not entries:
             raise UserInputError(
                 f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {split_dir}/<class>/"
@@ -104,9 +151,17 @@ def folder_listing(root: str) -> dict[str, list[tuple[str, int]]]:
         listing[split] = entries
     unlabeled_dir = os.path.join(root, "unlabeled")
     if os.path.isdir(unlabeled_dir):
-        listing["unlabeled"] = [(path, -1) for path in image_files(unlabeled_dir)]
+        listing["unlabeled"] = [(path, -1) for path in image_files(unlabeled_dir, skipped)]
         if not listing["unlabeled"]:
             raise UserInputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {unlabeled_dir}")
+    if skipped:
+        notes.append(
+            f"{len(skipped)} file(s) that are not images ({', '.join(IMAGE_EXTENSIONS)}) were "
+            f"skipped, e.g. {skipped[0]}"
+        )
+    for note in notes:
+        logging.warning("%s: %s", root, note)
+    listing["notes"] = notes
     return listing
 
 
@@ -126,19 +181,34 @@ def unreadable(path: str, error: Exception) -> UserInputError:
     return UserInputError(f"cannot read image {path}: corrupt or truncated ({error})")
 
 
-def target_mode(paths: list[str]) -> str:
-    """'L' or 'RGB': the mode most images have (a warning when they are mixed)."""
+def open_image(path: str, max_pixels: int):
+    """The PIL image of `path`, opened (its header read, nothing decoded) and refused
+    with one line above `max_pixels` pixels or when it is not a readable image: the
+    one check every path that reads images goes through. PIL's own limit is left to
+    this one (PIL refuses twice its limit while opening, with its own error)."""
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = None  # every image is checked against max_pixels below
+    try:
+        image = Image.open(path)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise unreadable(path, error) from None
+    if image.width * image.height > max_pixels:
+        image.close()
+        raise UserInputError(
+            f"image {path} is {image.width}x{image.height} = "
+            f"{image.width * image.height:,} pixels, over the limit of {max_pixels:,} "
+            "(--max_image_pixels); resize it, or raise the limit if you trust it"
+        )
+    return image
+
+
+def target_mode(paths: list[str], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> str:
+    """'L' or 'RGB': the mode most images have (a warning when they are mixed)."""
     modes = collections.Counter()
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                modes["L" if image.mode in GRAYSCALE_MODES else "RGB"] += 1
-        except (OSError, UnidentifiedImageError, SyntaxError) as error:
-            raise UserInputError(
-                f"cannot read image {path}: corrupt or truncated ({error})"
-            ) from None
+        with open_image(path, max_pixels) as image:
+            modes["L" if image.mode in GRAYSCALE_MODES else "RGB"] += 1
     mode = "L" if modes["L"] > modes["RGB"] else "RGB"
     if len(modes) > 1:
         logging.warning(
@@ -160,24 +230,11 @@ def read_image(
     `image_size` (H, W) if given. 16-bit grayscale is scaled to 8 bits (65535 -> 255),
     not clipped. A file that cannot be decoded, or larger than `max_pixels` (checked
     from its header, before decoding), is a UserInputError."""
-    import warnings
-
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():  # the size is checked below, against our own limit
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(path)
-        with opened as image:
-            if image.width * image.height > max_pixels:
-                raise UserInputError(
-                    f"image {path} is {image.width}x{image.height} = "
-                    f"{image.width * image.height:,} pixels, over the limit of {max_pixels:,} "
-                    "(--max_image_pixels); resize it, or raise the limit if you trust it"
-                )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image.load()
+        with open_image(path, max_pixels) as image:
+            image.load()
             if image.mode in HIGH_BIT_DEPTH_MODES:
                 values = np.asarray(image, dtype=np.float64)
                 image = Image.fromarray(np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8))
@@ -343,7 +400,7 @@ def load_folder(
     if cache_dir == "":
         cache_dir = default_cache_dir()
     if cache_dir is None:
-        mode = target_mode([path for split in splits for path, _ in listing[split]])
+        mode = target_mode([path for split in splits for path, _ in listing[split]], max_pixels)
         arrays = {}
         for split in splits:
             arrays[f"x_{split}"], arrays[f"y_{split}"] = decode(
@@ -363,7 +420,7 @@ def load_folder(
                 "The decoded-image cache %s is damaged (%s): decoding %s again.",
                 folder, error, root,
             )  # fmt: skip
-    mode = target_mode([path for split in splits for path, _ in listing[split]])
+    mode = target_mode([path for split in splits for path, _ in listing[split]], max_pixels)
     try:
         os.makedirs(cache_dir, exist_ok=True)
         temporary = tempfile.mkdtemp(prefix=".decoding-", dir=cache_dir)

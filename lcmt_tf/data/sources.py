@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import zipfile
 
@@ -26,6 +27,8 @@ UNLABELED = -1  # the label of a training image without one
 TFDS_UNLABELED_SPLITS = {"stl10": "unlabeled"}
 EVALUATION_SPLITS = ("test", "validation")
 DIGITS_TEST_FRACTION = 0.25
+# A class with fewer training images than this is named in a warning (0: an error).
+MIN_TRAINING_IMAGES = 2
 DIGITS_SPLIT_SEED = 0
 
 
@@ -137,6 +140,20 @@ def load_dataset(
         raise UserInputError(f"--dataset={dataset}: {path} does not exist")
     if kind == "npz":
         *arrays, names = _load_npz(path)
+        if names:
+            labels_end = int(max(arrays[1].max(initial=-1), arrays[3].max(initial=-1))) + 1
+            if len(names) < labels_end:
+                raise UserInputError(
+                    f"{path}: class_names has {len(names)} names, but the labels reach "
+                    f"{labels_end - 1} ({labels_end} classes): give one name per class"
+                )
+            arrays[-1] = len(names)
+            counts = np.bincount(arrays[1].astype(np.int64), minlength=len(names))
+            if not counts.all():
+                raise UserInputError(
+                    f"{path}: class {names[int(np.flatnonzero(counts == 0)[0])]} has no "
+                    "training images; every class needs some (or leave it out of class_names)"
+                )
         validated = _validated(dataset, *arrays)
         return dataclasses.replace(validated, class_names=names) if names else validated
 
@@ -249,6 +266,11 @@ def _load_digits():
 
 def _load_npz(path: str):
     keys = ("x_train", "y_train", "x_test", "y_test")
+    if not zipfile.is_zipfile(path):
+        raise UserInputError(
+            f"{path} is not an .npz archive (the zip file numpy.savez writes, with "
+            f"{', '.join(keys)})"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             present = set(archive.files)
@@ -297,6 +319,13 @@ def _validated(name, x_train, y_train, x_test, y_test, num_classes) -> ImageData
             raise UserInputError(
                 f"{name}: {split} label {int(bad[0])} is outside 0..{num_classes - 1}"
             )
+    counts = np.bincount(y_train.astype(np.int64), minlength=num_classes)
+    for label in np.flatnonzero(counts < MIN_TRAINING_IMAGES):
+        logging.warning(
+            "%s: class %d has %d training image(s): fewer than %d, it cannot be labeled and "
+            "left unlabeled both, nor split for validation",
+            name, label, counts[label], MIN_TRAINING_IMAGES,
+        )  # fmt: skip
     return ImageDataset(
         name=name,
         x_train=np.ascontiguousarray(x_train, np.uint8),

@@ -129,16 +129,17 @@ def _advice(path: str) -> str:
         epoch, snapshot = max(good)
         return (
             f"the last good copy is {snapshot} (after epoch {epoch}): copy it over {path} "
-            "and rerun to resume from there, or use --overwrite to start anew"
+            "and rerun the training to resume from there, or train anew (lcmt train "
+            "--overwrite moves the old files aside)"
         )
-    return "no other copy exists: use --overwrite to start anew (the old files move aside)"
+    return "no other copy exists: train anew (lcmt train --overwrite moves the old files aside)"
 
 
 def _mismatch(path: str, message: str) -> UserInputError:
     return UserInputError(
         f"the training state {path} does not match this model: {message}; it was written "
-        "by another network or configuration (resume with the same settings, or use "
-        "--overwrite to start anew)"
+        "by another network or configuration (resume with the same settings, or train anew "
+        "with lcmt train --overwrite)"
     )
 
 

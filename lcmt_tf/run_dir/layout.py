@@ -64,6 +64,8 @@ def run_weights(model_dir: str) -> tuple[dict, str]:
     training state of a run stopped before it saved one. Raises UserInputError (one
     line) if `model_dir` is not a run or holds no weights."""
     config_path = os.path.join(model_dir, CONFIG_FILE)
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise UserInputError(f"--model_dir={model_dir} is a file; it names a run directory")
     if not os.path.isdir(model_dir):
         raise UserInputError(f"--model_dir={model_dir} does not exist")
     if not os.path.isfile(config_path):

@@ -3,11 +3,13 @@ restored, its metadata written), and closed with the final model and results."""
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
 import tempfile
 import time
+import zipfile
 from typing import Any
 
 from lcmt_tf.config import RESUMABLE_DIFFERENCES, TrainConfig
@@ -21,12 +23,15 @@ from lcmt_tf.run_dir.checkpoint import load_training_state
 from lcmt_tf.run_dir.layout import (
     CONFIG_FILE,
     DATASET_FILE,
+    HISTORY_FILE,
     INDICES_FILE,
     MODEL_CARD_FILE,
     MODEL_FILE,
     RESULTS_FILE,
     RUN_FILES,
+    STATE_FILE,
     TENSORBOARD_DIR,
+    saved_epoch,
     snapshot_paths,
 )
 from lcmt_tf.run_dir.model_card import write_model_card
@@ -90,6 +95,98 @@ def check_run_directory(config: TrainConfig) -> bool:
     return True
 
 
+def damaged(path: str, error, finished: bool = True) -> UserInputError:
+    """The one line for a damaged run file: named, and what to do; nothing was changed."""
+    what = "of the finished run" if finished else "of the run"
+    return UserInputError(
+        f"{path} {what} is damaged ({error}); nothing was changed: restore it from a copy, "
+        "or remove it and rerun to write it again from the run's state, or train anew "
+        "(--overwrite moves the old files aside)"
+    )
+
+
+def _read_json(path: str, keys: tuple[str, ...]) -> dict:
+    with open(path) as file:
+        value = json.load(file)
+    if not isinstance(value, dict) or not set(keys) <= set(value):
+        raise ValueError(f"it lacks {sorted(set(keys) - set(value or {}))}")
+    return value
+
+
+def _check_history(path: str, epochs: int) -> None:
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    for row in rows:
+        if None in row or None in row.values() or not str(row.get("epoch", "")).isdigit():
+            raise ValueError(f"row {rows.index(row) + 1} is cut off or garbled")
+    if [int(row["epoch"]) for row in rows] != list(range(1, epochs + 1)):
+        raise ValueError(f"it does not hold one row for each of the {epochs} epochs")
+
+
+def finished_results(config: TrainConfig) -> dict[str, Any] | None:
+    """The results of the run in model_dir if it has trained every epoch and written
+    them (rerunning it changes nothing), after checking that each of its files is
+    readable: a damaged one is named (UserInputError), never rewritten. None when the
+    run is not finished."""
+    model_dir = config.model_dir
+    state = os.path.join(model_dir, STATE_FILE)
+    results_path = os.path.join(model_dir, RESULTS_FILE)
+    if config.overwrite or not os.path.exists(results_path):
+        return None
+    next_epoch = saved_epoch(state)
+    if next_epoch is None or next_epoch < config.epochs:
+        return None  # stopped early, or its state is unreadable: the training says so
+    checks = [
+        (results_path, lambda path: _read_json(path, ("epochs_run", "teacher_test_error"))),
+        (
+            os.path.join(model_dir, INDICES_FILE),
+            lambda path: _read_json(path, ("labeled_indices",)),
+        ),
+        (os.path.join(model_dir, DATASET_FILE), lambda path: _read_json(path, ("class_names",))),
+        (os.path.join(model_dir, HISTORY_FILE), lambda path: _check_history(path, next_epoch)),
+        (os.path.join(model_dir, MODEL_FILE), _check_zip),
+    ]
+    for path, check in checks:
+        if path.endswith(MODEL_FILE) and not os.path.exists(path):
+            continue  # a run stopped by a guard saves no model
+        try:
+            check(path)
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+            raise damaged(path, error) from None
+    return _read_json(results_path, ())
+
+
+def _check_zip(path: str) -> None:
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()
+    if bad is not None:
+        raise ValueError(f"its member {bad} is corrupt")
+
+
+def check_metadata(path: str, expected: dict[str, Any]) -> bool:
+    """Whether the run file `path` must be written: not when it holds `expected`
+    already. A damaged one, or one that holds something else, is named (the run would
+    otherwise overwrite a record of what it trained on)."""
+    if not os.path.exists(path):
+        return True
+    try:
+        with open(path) as file:
+            held = json.load(file)
+    except (OSError, ValueError) as error:
+        raise damaged(path, error, finished=False) from None
+    if not isinstance(held, dict):
+        raise damaged(path, "not a JSON object", finished=False)
+    expected = json.loads(json.dumps(expected))
+    different = sorted(key for key in held.keys() & expected.keys() if held[key] != expected[key])
+    if different:
+        raise UserInputError(
+            f"{path} holds other values ({', '.join(different[:3])}) than this run has: it "
+            "was changed, or the data set was; nothing was changed: restore it, or train "
+            "anew (--overwrite moves the old files aside)"
+        )
+    return held.keys() != expected.keys()  # written by a version with other fields
+
+
 def run_files_in(model_dir: str) -> list[str]:
     """The names of the files and folders lcmt_tf writes that `model_dir` holds."""
     if not os.path.isdir(model_dir):
@@ -142,16 +239,25 @@ def start_run_directory(
         logging.info(
             "Restored %s: %s starts at epoch %d.", restore_from, model_dir, initial_epoch + 1
         )
-    atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
-    atomic_write_json(os.path.join(model_dir, DATASET_FILE), describe_dataset(config, dataset))
-    atomic_write_json(
-        os.path.join(model_dir, INDICES_FILE),
-        {
+    metadata = {
+        DATASET_FILE: describe_dataset(config, dataset),
+        INDICES_FILE: {
             "dataset": config.dataset,
             "label_seed": config.label_seed,
             "labeled_indices": labeled.tolist(),
         },
-    )
+    }
+    resuming = restore_from == os.path.join(model_dir, STATE_FILE)
+    # A resumed run checks what it wrote when it started (before writing anything), and
+    # leaves it as it is.
+    stale = [
+        name
+        for name, values in metadata.items()
+        if not resuming or check_metadata(os.path.join(model_dir, name), values)
+    ]
+    atomic_write_json(os.path.join(model_dir, CONFIG_FILE), config.to_dict())
+    for name in stale:
+        atomic_write_json(os.path.join(model_dir, name), metadata[name])
     return initial_epoch
 
 

@@ -1,7 +1,7 @@
 """One owner per run directory: a training holds an OS lock (`flock`) on MODEL_DIR/.lock
-for its lifetime. The kernel drops the lock when the process ends, however it ends, so
-a lock left by a killed process never blocks; the file itself stays and names the last
-holder's process id."""
+for its lifetime (and an experiment command on its --root, the same way). The kernel
+drops the lock when the process ends, however it ends, so a lock left by a killed
+process never blocks; the file itself stays and names the last holder's process id."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ class RunDirectoryLock:
     """The lock of one run directory; `acquire()` raises UserInputError (one line naming
     the holder) when another process holds it."""
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, flag: str = "--model_dir", holder: str = "a training"):
         self.model_dir = model_dir
+        self.flag, self.holder = flag, holder
         self.path = os.path.join(model_dir, LOCK_FILE)
         self._fd: int | None = None
 
@@ -44,7 +45,7 @@ class RunDirectoryLock:
             if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             raise UserInputError(
-                f"--model_dir={self.model_dir} is in use by {_holder(self.path)} (a training "
+                f"{self.flag}={self.model_dir} is in use by {_holder(self.path)} ({self.holder} "
                 f"holds {self.path}); wait for it to end, or stop it, before you {purpose} it"
             ) from None
         if record_pid:
@@ -76,6 +77,22 @@ def check_not_in_use(model_dir: str, purpose: str) -> None:
     with contextlib.suppress(PermissionError):  # a read-only run cannot be training
         lock.acquire(purpose, record_pid=False)
         lock.release()
+
+
+@contextlib.contextmanager
+def holding_root(root: str) -> Iterator[None]:
+    """An experiment command's hold on its --root: a second command on the same root is
+    refused before it starts anything (each run directory inside has its own lock). A
+    root the block created and left holding only the lock is removed again."""
+    created = not os.path.exists(root)
+    lock = RunDirectoryLock(root, "--root", "an experiment command").acquire("run experiments in")
+    try:
+        yield
+    finally:
+        lock.release()
+        if created and os.listdir(root) == [LOCK_FILE]:
+            os.remove(lock.path)
+            os.rmdir(root)
 
 
 @contextlib.contextmanager
