@@ -29,8 +29,8 @@ from absl import app, flags
 flags.DEFINE_integer("stops", 20, "how many times the run is stopped")
 flags.DEFINE_integer("epochs", 12, "the run's length")
 flags.DEFINE_float("width", 0.25, "digits_net width")
-flags.DEFINE_float("min_delay", 4.0, "earliest stop, seconds after the process starts")
-flags.DEFINE_float("max_delay", 25.0, "latest stop")
+flags.DEFINE_float("min_delay", 5.0, "earliest stop, seconds after the process starts")
+flags.DEFINE_float("max_delay", 45.0, "latest stop")
 flags.DEFINE_integer("seed", 0, "seed of the delays")
 flags.DEFINE_string("output", "", "write the record as JSON here")
 FLAGS = flags.FLAGS
@@ -110,6 +110,10 @@ def main(argv):
 
     summary = {
         "command": " ".join(command("DIR")[1:]),
+        "settings": {
+            name: FLAGS[name].value
+            for name in ("stops", "epochs", "width", "min_delay", "max_delay", "seed")
+        },
         "stops": len(records),
         "exits_as_expected": sum(r["exit_status"] == r["expected"] for r in records),
         "crashes": sum(r["crashed"] for r in records),

@@ -75,7 +75,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     deadline = time.time() + 300
     while next_epoch(interrupted) < 2 and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
-    time.sleep(0.1)  # into the third epoch
+    # The event: epoch 2's state is on disk, so the third epoch is under way.
     assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
