@@ -128,7 +128,10 @@ def main(argv):
         command = "python benchmarks/data_parallel_scaling.py " + " ".join(sys.argv[1:])
         with open(FLAGS.output + ".json", "w") as file:
             machine = f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}"
-            json.dump({"command": command, "machine": machine, "records": records}, file, indent=1)
+            from lcmt_tf.provenance import software
+
+            record = {"command": command, "machine": machine, "software": software()}
+            json.dump({**record, "records": records}, file, indent=1)
         with open(FLAGS.output + ".md", "w") as file:
             file.write(table)
 

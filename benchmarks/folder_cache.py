@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 
@@ -23,6 +24,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from lcmt_tf.data import load_dataset  # noqa: E402
+from lcmt_tf.provenance import software  # noqa: E402
 
 flags.DEFINE_string("dataset", "folder:../shared/data/cifar10", "a folder: data set")
 flags.DEFINE_string("output", None, "JSON file to write the times to")
@@ -41,7 +43,11 @@ def main(argv):
         decoded, no_cache = timed(cache_dir=None)
         _, writing = timed(cache_dir=cache_dir)
         cached, reading = timed(cache_dir=cache_dir)
-        cache_bytes = sum(entry.stat().st_size for entry in os.scandir(cache_dir))
+        cache_bytes = sum(
+            os.path.getsize(os.path.join(parent, name))
+            for parent, _, names in os.walk(cache_dir)
+            for name in names
+        )
     for name in ("x_train", "y_train", "x_test", "y_test", "x_unlabeled"):
         np.testing.assert_array_equal(getattr(cached, name), getattr(decoded, name))
     record = {
@@ -53,6 +59,8 @@ def main(argv):
         "speedup_over_decoding": round(no_cache / reading, 1),
         "cache_file_mb": round(cache_bytes / 2**20, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "command": "python benchmarks/folder_cache.py " + " ".join(sys.argv[1:]),
+        "software": software(),
     }
     print(json.dumps(record, indent=2))
     if FLAGS.output:

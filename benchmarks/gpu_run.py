@@ -202,7 +202,7 @@ def benchmarks(record: Record, budget: Budget, scratch: str) -> list[dict]:
         )
         if os.path.exists(output):
             with open(output) as file:
-                outcome["records"] = json.load(file)
+                outcome["records"] = json.load(file)["records"]
             records += outcome["records"]
         results.append(outcome)
         record.set("benchmark", results)

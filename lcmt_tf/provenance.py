@@ -97,3 +97,23 @@ def software() -> dict[str, Any]:
         "cpu": cpu_model(),
         "accelerators": accelerators(backend),
     }
+
+
+def made_by(command: str) -> dict[str, Any]:
+    """How an output was made, for the output itself: the command (with every
+    override it took) and the software (`software()`) that ran it."""
+    return {"command": command, "software": software()}
+
+
+def made_by_markdown(summary: dict) -> str:
+    """The Markdown line that says how `summary` was made, or "" without a record."""
+    record = summary.get("made_by")
+    if not record:
+        return ""
+    software_record = record["software"]
+    return (
+        f"\nMade by `{record['command']}` with lcmt_tf {software_record['lcmt_tf']} "
+        f"(commit {software_record['git_commit']}), Keras {software_record['keras']} on "
+        f"{software_record['backend']} {software_record['backend_version']}, "
+        f"{software_record['cpu']}.\n"
+    )

@@ -30,7 +30,9 @@ def run_benchmark(tmp_path, *args):
         env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed, json.loads(output.read_text())
+    written = json.loads(output.read_text())
+    assert written["command"].startswith("lcmt benchmark ") and written["software"]["lcmt_tf"]
+    return completed, written["records"]
 
 
 @pytest.mark.tensorflow_only  # four compilations; the next test runs the benchmark on JAX too

@@ -3,6 +3,7 @@ documentation site itself is built with `mkdocs build --strict` in .ci/run, whic
 on a broken link, anchor or API reference.)"""
 
 import glob
+import json
 import os
 import re
 import subprocess
@@ -108,3 +109,99 @@ def test_every_name_on_the_python_api_page_imports_from_where_it_says():
             assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
             checked += 1
     assert checked > 40
+
+
+# -- figures: every measured number in the docs is in the JSON its block names ---------
+
+# A block of a page (a paragraph, a table, a list) whose figures were measured starts with
+# a tag naming the files that hold them; the tag holds until the next tag, the next
+# heading or `<!-- end figures -->`:
+#     <!-- figures: results/digits_experiment_table.json, results/other.json -->
+FIGURES_TAG = re.compile(r"<!-- figures: (.*?) -->")
+NUMBER = re.compile(r"(?<![\w.])[-−+]?\d[\d,]*(?:\.\d+)?(?![\w])")
+
+
+def measured_blocks() -> list[tuple[str, list[str], str]]:
+    """(page, JSON files, text) of every tagged block in the README and docs/; code
+    spans, code blocks, links' targets and HTML comments are not text."""
+    blocks = []
+    for path in [README, *sorted(glob.glob(os.path.join(DOCS, "*.md")))]:
+        with open(path) as file:
+            text = re.sub(r"```.*?```", "", file.read(), flags=re.S)
+        sources, lines = None, []
+        for line in [*text.splitlines(), "#"]:
+            tag = FIGURES_TAG.search(line)
+            if tag or line.startswith("#") or "<!-- end figures -->" in line:
+                if sources and lines:
+                    blocks.append((os.path.relpath(path, ROOT), sources, "\n".join(lines)))
+                sources = [s.strip() for s in tag.group(1).split(",")] if tag else None
+                lines = []
+                continue
+            if sources:
+                lines.append(line)
+    return blocks
+
+
+def json_numbers(value) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [number for item in value for number in json_numbers(item)]
+    return []
+
+
+def printed_numbers(text: str) -> list[str]:
+    """The figures of a block worth checking: every number with decimals, and integers of
+    three digits or more (counts and small integers, 5 seeds or epoch 60, are settings)."""
+    text = re.sub(r"`[^`]*`", "", text)  # code spans: flags and commands
+    text = re.sub(r"\]\([^)]*\)", "]", text)  # link targets
+    text = re.sub(r"<!--.*?-->", "", text)
+    found = []
+    for token in NUMBER.findall(text.replace("−", "-")):
+        digits = token.lstrip("+-").replace(",", "")
+        if "." in digits or len(digits) >= 3:
+            found.append(token)
+    return found
+
+
+def matches(token: str, values: list[float]) -> bool:
+    number = float(token.replace(",", ""))
+    decimals = len(token.split(".")[1]) if "." in token else 0
+    tolerance = 0.5 * 10**-decimals + 1e-9
+    return any(
+        abs(abs(value) - abs(number)) <= tolerance
+        or abs(abs(100 * value) - abs(number)) <= tolerance
+        for value in values
+    )
+
+
+def test_every_figure_tagged_as_measured_is_in_its_json():
+    blocks = measured_blocks()
+    assert len(blocks) >= 10, "the docs tag their measured figures"
+    missing = []
+    for page, sources, text in blocks:
+        values = []
+        for source in sources:
+            with open(os.path.join(DOCS, source)) as file:
+                values += json_numbers(json.load(file))
+        missing += [f"{page}: {token} (not in {', '.join(sources)})"
+                    for token in printed_numbers(text) if not matches(token, values)]  # fmt: skip
+    assert not missing, "\n".join(missing)
+
+
+def test_every_results_file_names_its_software_and_a_clean_commit():
+    for path in sorted(glob.glob(os.path.join(DOCS, "results", "*.json"))):
+        with open(path) as file:
+            record = json.load(file)
+        software = record.get("software") if isinstance(record, dict) else None
+        if software is None and isinstance(record, dict):
+            blocks = [v.get("software") for v in record.values() if isinstance(v, dict)]
+            software = next((block for block in blocks if block), None)
+        name = os.path.basename(path)
+        assert software, f"{name} has no software block"
+        commit = software.get("git_commit") if isinstance(software, dict) else None
+        assert commit is None or not str(commit).endswith("dirty"), f"{name}: a dirty tree"

@@ -87,9 +87,20 @@ def run_benchmark(argv: list[str]) -> None:
             )
     benchmark.add_lc_overhead(records)
     print("\n" + benchmark.markdown_table(records))
-    if FLAGS.output:
-        with open(FLAGS.output, "w") as file:
-            json.dump(records, file, indent=2)
+    write_output(records)
+
+
+def write_output(records: list) -> None:
+    """--output: the records, with the command and the software that measured them."""
+    if not FLAGS.output:
+        return
+    import shlex
+
+    from lcmt_tf.provenance import made_by
+
+    command = shlex.join(["lcmt", "benchmark", *sys.argv[1:]])
+    with open(FLAGS.output, "w") as file:
+        json.dump({**made_by(command), "records": records}, file, indent=2)
 
 
 def lc_only():
@@ -126,9 +137,7 @@ def lc_only():
             else f"failed (exit {completed.returncode}): {record['failed']}"
         )
         print(f"batch {int(size):6d} ({FLAGS.lc_distance}): {shown}", flush=True)
-    if FLAGS.output:
-        with open(FLAGS.output, "w") as file:
-            json.dump(records, file, indent=2)
+    write_output(records)
 
 
 def main() -> None:

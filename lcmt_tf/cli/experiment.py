@@ -106,6 +106,16 @@ def print_plan(entries: list[dict]) -> None:
     print(f"projected: {duration(total)} of training, one run at a time")
 
 
+def made_by() -> dict:
+    """How this command's outputs were made: `lcmt experiment` with its arguments (every
+    --set override included) and the software that ran it."""
+    import shlex
+
+    from lcmt_tf.provenance import made_by as record
+
+    return record(shlex.join(["lcmt", "experiment", *sys.argv[1:]]))
+
+
 def required(name: str, example: str) -> str:
     value = FLAGS[name].value
     if not value:
@@ -150,7 +160,7 @@ def table(root: str, seeds: list[int]) -> None:
     )
 
     def write():
-        summary = table.summarize(runs)
+        summary = {**table.summarize(runs), "made_by": made_by()}
         table.write_table(root, summary)
         print(table.markdown(summary), end="")
         print(f"written: {os.path.join(root, 'table.md')}, table.csv, table.json")
@@ -169,7 +179,7 @@ def sweep(root: str, seeds: list[int]) -> None:
     )
 
     def write():
-        summary = sweep.summarize_sweep(runs, param)
+        summary = {**sweep.summarize_sweep(runs, param), "made_by": made_by()}
         paths = sweep.write_sweep(FLAGS.output or os.path.join(root, "sweep"), summary)
         print(sweep.markdown(summary), end="")
         print(f"written: {', '.join(paths)}")
@@ -180,7 +190,7 @@ def sweep(root: str, seeds: list[int]) -> None:
 def curves(root: str) -> None:
     from lcmt_tf.experiments.curves import write_curves
 
-    paths = write_curves(root, required("setting", "digits"))
+    paths = write_curves(root, required("setting", "digits"), made_by())
     print(f"written: {', '.join(paths)}")
 
 
@@ -202,7 +212,7 @@ def tune(root: str, seeds: list[int]) -> None:
     )
     try:
         with cli.signals_as_interrupts():
-            summary, paths = tuning.tune(plan, FLAGS.trials, FLAGS.parallel)
+            summary, paths = tuning.tune(plan, FLAGS.trials, FLAGS.parallel, made_by=made_by())
     except cli.Interrupted as stop:
         cli.stopped(
             stop,
@@ -227,7 +237,7 @@ def budget(root: str, seeds: list[int]) -> None:
     )
 
     def write():
-        summary = budgets.summarize_budget(runs)
+        summary = {**budgets.summarize_budget(runs), "made_by": made_by()}
         paths = budgets.write_budget(root, summary)
         print(budgets.markdown(summary), end="")
         print(f"written: {', '.join(paths)}")
@@ -238,7 +248,7 @@ def budget(root: str, seeds: list[int]) -> None:
 def bias(root: str) -> None:
     from lcmt_tf.experiments.curves import write_bias
 
-    paths = write_bias(root, required("setting", "digits"))
+    paths = write_bias(root, required("setting", "digits"), made_by())
     print(f"written: {', '.join(paths)}")
 
 

@@ -18,6 +18,7 @@ from lcmt_tf.errors import UserInputError
 from lcmt_tf.experiments import table
 from lcmt_tf.experiments.runner import Run, flag_file, nan_to_none
 from lcmt_tf.files import atomic_write_json, atomic_write_text
+from lcmt_tf.provenance import made_by_markdown
 
 
 def parse_budgets(text: str) -> list[int]:
@@ -94,7 +95,7 @@ def markdown(summary: dict) -> str:
                 f"| {entry['num_labels']} | {row['method']} | {len(row['seeds'])} "
                 f"| {table.error_cell(row, 'teacher_test_error')} | {difference} |"
             )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + made_by_markdown(summary)
 
 
 def write_budget(root: str, summary: dict) -> list[str]:

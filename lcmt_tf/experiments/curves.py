@@ -92,22 +92,24 @@ def bias_curves(root: str, setting: str) -> dict:
     return curves
 
 
-def write_curves(root: str, setting: str) -> list[str]:
+def write_curves(root: str, setting: str, made_by: dict | None = None) -> list[str]:
     """ROOT/S/curves.json and ROOT/S/curves.png; returns their paths."""
     from lcmt_tf.plots import plot_curves
 
-    return _write(root, setting, "curves", learning_curves, plot_curves)
+    return _write(root, setting, "curves", learning_curves, plot_curves, made_by)
 
 
-def write_bias(root: str, setting: str) -> list[str]:
+def write_bias(root: str, setting: str, made_by: dict | None = None) -> list[str]:
     """ROOT/S/bias.json and ROOT/S/bias.png; returns their paths."""
     from lcmt_tf.plots import plot_bias
 
-    return _write(root, setting, "bias", bias_curves, plot_bias)
+    return _write(root, setting, "bias", bias_curves, plot_bias, made_by)
 
 
-def _write(root: str, setting: str, name: str, compute, plot) -> list[str]:
+def _write(root: str, setting: str, name: str, compute, plot, made_by=None) -> list[str]:
     curves = compute(root, setting)
+    if made_by:
+        curves["made_by"] = made_by
     paths = [os.path.join(root, setting, f"{name}.{ending}") for ending in ("json", "png")]
     atomic_write_json(paths[0], curves)
     plot(curves, paths[1])

@@ -37,6 +37,7 @@ from lcmt_tf.experiments.table import (
     run_directory,
 )
 from lcmt_tf.files import atomic_write_csv, atomic_write_json, atomic_write_text
+from lcmt_tf.provenance import made_by_markdown
 from lcmt_tf.run_dir.fork import MAY_DIFFER_AFTER_FORK
 
 # Parameters whose value 0 switches Local Clustering off: plain Mean Teacher.
@@ -173,7 +174,7 @@ def markdown(sweep: dict) -> str:
             f"| {','.join(map(str, row['collapsed_seeds'])) or '—'} "
             f"| {error_cell(row, 'teacher_best_test_error')} |"
         )
-    return "\n".join(lines + incomplete_lines(sweep)) + "\n"
+    return "\n".join(lines + incomplete_lines(sweep)) + "\n" + made_by_markdown(sweep)
 
 
 def write_sweep(stem: str, sweep: dict) -> list[str]:

@@ -29,6 +29,7 @@ from lcmt_tf.experiments.runner import (
 )
 from lcmt_tf.experiments.statistics import mean_std, paired_difference
 from lcmt_tf.files import atomic_write_csv, atomic_write_json, atomic_write_text
+from lcmt_tf.provenance import made_by_markdown
 
 DEFAULT_METHODS = ("mt", "mtlc")
 ERROR_KEYS = ("teacher_test_error", "student_test_error", "teacher_best_test_error")
@@ -174,7 +175,7 @@ def markdown(table: dict) -> str:
             f"- {entry['setting']} (seeds {','.join(map(str, entry['seeds'])) or 'none'}): "
             f"{differences or '—'}; {summary}"
         )
-    return "\n".join(lines + incomplete_lines(table)) + "\n"
+    return "\n".join(lines + incomplete_lines(table)) + "\n" + made_by_markdown(table)
 
 
 # The columns of an error row (`error_row`) that table.csv and sweep.csv hold.

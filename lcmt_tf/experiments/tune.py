@@ -43,6 +43,7 @@ from lcmt_tf.experiments.runner import (
 )
 from lcmt_tf.experiments.statistics import mean_std, paired_difference
 from lcmt_tf.files import atomic_write_json, atomic_write_text
+from lcmt_tf.provenance import made_by_markdown
 from lcmt_tf.run_dir.fork import MAY_DIFFER_AFTER_FORK
 
 # What a trial is judged on. Never a test error: see the module docstring.
@@ -374,24 +375,30 @@ def markdown(summary: dict) -> str:
         f"| {number(paired['mean'])} | [{number(paired['ci'][0])}, {number(paired['ci'][1])}] |",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines) + made_by_markdown(summary)
 
 
 def tune(
-    plan: TuningPlan, trials: int, parallel: int = 1, run: Callable = execute
+    plan: TuningPlan,
+    trials: int,
+    parallel: int = 1,
+    run: Callable = execute,
+    made_by: dict | None = None,
 ) -> tuple[dict, list[str]]:
-    """The search, then the confirmation; writes tune.json and tune.md. Returns the
-    summary and the paths written."""
+    """The search, then the confirmation; writes tune.json and tune.md (with `made_by`,
+    lcmt_tf.provenance.made_by, when given). Returns the summary and the paths written."""
     best = search(plan, trials, parallel, run)
     run(plan.confirmation_runs(best["params"]), parallel)
     summary = summarize(plan, best)
+    if made_by:
+        summary["made_by"] = made_by
     paths = [os.path.join(plan.folder, f"tune.{ending}") for ending in ("json", "md")]
     atomic_write_json(paths[0], summary)
     atomic_write_text(paths[1], markdown(summary))
     try:  # the confirmation's diagnostics: ROOT/S/tune/confirm/bias.{json,png}
         from lcmt_tf.experiments.curves import write_bias
 
-        paths += write_bias(plan.folder, "confirm")
+        paths += write_bias(plan.folder, "confirm", made_by)
     except (UserInputError, MissingExtraError) as error:
         logging.warning("no confirmation-bias figure: %s", error)
     return summary, paths
