@@ -1,12 +1,15 @@
-"""MkDocs hook: the reference tables that must not drift from the code, generated at
-build time and put where a page says `<!-- generated: NAME -->`:
+"""The reference tables that must not drift from the code, generated from it and
+committed between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`:
 
     train-flags     every training flag: TrainConfig's fields, their defaults and help
     command-flags   the flags of every other command, as each command defines them
     flag-files      the installed flag files, resolved the way `lcmt train` resolves them
 
-mkdocs.yml names this file under `hooks:`; `mkdocs build --strict` fails on a marker
-that names nothing.
+    python docs/hooks.py        # write the tables again into the pages that hold them
+
+The tables are committed so that a page reads the same on GitHub and in a checkout;
+tests/test_docs.py checks that they are current, and as an MkDocs hook (mkdocs.yml names
+this file under `hooks:`) a page whose tables are not current fails `mkdocs build`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import dataclasses
 import importlib
 import re
 
-MARKER = re.compile(r"<!-- generated: ([a-z-]+) -->")
+MARKER = re.compile(
+    r"<!-- generated: ([a-z-]+) -->\n.*?<!-- end generated: \1 -->", flags=re.DOTALL
+)
+PAGES = ("command-line.md",)
 
 
 def _cell(value) -> str:
@@ -91,11 +97,32 @@ def flag_files() -> str:
 GENERATORS = {"train-flags": train_flags, "command-flags": command_flags, "flag-files": flag_files}
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:
+def current(markdown: str, where: str = "page") -> str:
+    """The page with its generated tables made from the code as it is now."""
+
     def generate(match: re.Match) -> str:
         name = match.group(1)
         if name not in GENERATORS:
-            raise ValueError(f"{page.file.src_path}: no generator named {name!r}")
-        return GENERATORS[name]()
+            raise ValueError(f"{where}: no generator named {name!r}")
+        return f"<!-- generated: {name} -->\n{GENERATORS[name]()}\n<!-- end generated: {name} -->"
 
     return MARKER.sub(generate, markdown)
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    if current(markdown, page.file.src_path) != markdown:
+        raise ValueError(
+            f"{page.file.src_path}: its generated tables are not current; run: python docs/hooks.py"
+        )
+    return markdown
+
+
+if __name__ == "__main__":
+    import os
+
+    for name in PAGES:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+        with open(path) as file:
+            text = file.read()
+        with open(path, "w") as file:
+            file.write(current(text, name))

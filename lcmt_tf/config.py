@@ -259,7 +259,11 @@ class TrainConfig:
     process_id: int = setting(
         -1, "JAX --distribute=multi_worker: this process's index (-1: from the environment)"
     )
-    verbose: int = setting(1, "0 silent, 1 progress bar, 2 one line per epoch")
+    verbose: int = setting(
+        1,
+        "0 silent, 1 progress bar (a line per epoch when the output is not a terminal), "
+        "2 one line per epoch",
+    )
 
     def __post_init__(self):
         # The flag is a string ('all' or a number); a number is kept as an int.

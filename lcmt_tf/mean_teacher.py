@@ -78,7 +78,8 @@ class MeanTeacher(SemiSupervisedModel):
         lc_epsilon: epsilon, the LC neighbourhood radius (mean squared feature
             distance), > 0; `model.lc_epsilon` is the one place it lives.
         use_local_clustering: False leaves LC out of the loss (plain Mean Teacher).
-        The other arguments: see `SemiSupervisedModel` (lcmt_tf.semi_supervised).
+        **kwargs: the shared arguments of `SemiSupervisedModel`
+            (lcmt_tf.semi_supervised).
 
     Example:
         ```python

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -201,7 +202,7 @@ def _train(
                     validation_data=evaluations[monitored],
                     validation_freq=evaluation_epochs(config.eval_every, config.epochs),
                     callbacks=callbacks.ordered(),
-                    verbose=config.verbose,
+                    verbose=progress_verbosity(config.verbose),
                 )
             except BaseException:
                 # Stopped (a signal, an error): Keras skips on_train_end, which writes out
@@ -226,6 +227,17 @@ def _train(
     if distribution.is_chief:
         write_final_files(config, model, results)
     return results
+
+
+def progress_verbosity(verbose: int) -> int:
+    """Keras' verbose for fit: the progress bar (1) becomes one line per epoch (2) when
+    the output is not a terminal, so that a log file gets a line an epoch, not a line
+    for every redraw of the bar."""
+    import sys
+
+    if verbose == 1 and not sys.stdout.isatty():
+        return 2
+    return verbose
 
 
 def final_results(
@@ -293,3 +305,12 @@ def final_results(
         "software": software(),
     }
     return results
+
+
+if __name__ == "__main__":
+    print(
+        "python -m lcmt_tf.train: error: lcmt_tf.train is the library module that runs a "
+        "training (run(config)); the command is `lcmt train` (or `python -m lcmt_tf train`)",
+        file=sys.stderr,
+    )
+    sys.exit(2)

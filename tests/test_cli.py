@@ -3,6 +3,8 @@
 import dataclasses
 import functools
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -252,9 +254,13 @@ def test_dry_run_prints_every_flag_and_command_line_wins_over_flag_file():
 @pytest.mark.tensorflow_only
 def test_end_to_end_on_digits_writes_results_and_tensorboard(tmp_path):
     model_dir = tmp_path / "run"
-    completed = train(*QUICK, f"--model_dir={model_dir}")
+    progress_bar = [flag for flag in QUICK if flag != "--verbose=2"]  # the default, 1
+    completed = train(*progress_bar, f"--model_dir={model_dir}")
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "teacher test error" in completed.stdout
+    # Not a terminal: the progress bar is a line per epoch, not a line per redraw.
+    progress = [line for line in completed.stdout.splitlines() if " - loss: " in line]
+    assert len(progress) == 3, completed.stdout
     results = json.loads((model_dir / "results.json").read_text())
     assert results["epochs_run"] == 3 and results["completed"] and results["stop_reason"] is None
     assert 0 <= results["teacher_test_error"] <= 100 and 0 <= results["student_test_error"] <= 100
@@ -295,7 +301,8 @@ def test_end_to_end_on_digits_writes_results_and_tensorboard(tmp_path):
 
 
 def test_every_flag_has_the_help_text_of_its_config_field():
-    completed = train("--helpfull")  # absl prints the help and exits with status 1
+    completed = train("--helpfull")
+    assert completed.returncode == 0, completed.stderr
     for field in dataclasses.fields(TrainConfig):
         help_text = field.metadata["help"]
         assert help_text and f"{field.name}: {help_text.split()[0]}" in completed.stdout, field.name
@@ -393,3 +400,40 @@ def test_all_labels_without_a_test_folder_needs_a_validation_split(tmp_path):
     history = (tmp_path / "b" / "history.csv").read_text().splitlines()[0].split(",")
     assert {"val_teacher_accuracy", "teacher_validation_error"} <= set(history)
     assert "teacher_test_error" not in history
+
+
+def test_help_exits_0_for_every_command_and_the_library_module_names_the_command():
+    from lcmt_tf.cli.main import COMMANDS
+
+    for command in [[name] for name in COMMANDS] + [["experiment", "table"]]:
+        completed = subprocess.run(
+            [sys.executable, "-m", "lcmt_tf", *command, "--help"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert completed.returncode == 0, (command, completed.stderr[-2000:])
+        assert "--" in completed.stdout, command  # its flags
+    library = subprocess.run(
+        [sys.executable, "-m", "lcmt_tf.train", "--help"], capture_output=True, text=True
+    )
+    assert library.returncode == 2
+    assert error_lines(library.stderr)[-1].endswith(
+        "the command is `lcmt train` (or `python -m lcmt_tf train`)"
+    )
+
+
+def test_check_devices_says_what_a_run_trains_on():
+    completed = subprocess.run(
+        [sys.executable, "-m", "lcmt_tf", "check-devices", "--num_cpu_devices=2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = dict(line.split(": ", 1) for line in completed.stdout.splitlines() if ": " in line)
+    devices = lines["devices Keras sees"].split(", ")
+    # the accelerators when there are any, else the host CPU split in two
+    assert len(devices) == 2 or not devices[0].startswith("cpu"), devices
+    assert f"--distribute=mirrored trains on {len(devices)} replica(s)" in completed.stdout
+    assert f"--distribute=none trains on {devices[0]}" in completed.stdout
+    stray = subprocess.run(
+        [sys.executable, "-m", "lcmt_tf", "check-devices", "gpu"], capture_output=True, text=True
+    )
+    assert stray.returncode == 2 and "unexpected arguments" in error_lines(stray.stderr)[-1]

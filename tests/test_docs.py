@@ -205,3 +205,18 @@ def test_every_results_file_names_its_software_and_a_clean_commit():
         assert software, f"{name} has no software block"
         commit = software.get("git_commit") if isinstance(software, dict) else None
         assert commit is None or not str(commit).endswith("dirty"), f"{name}: a dirty tree"
+
+
+def test_the_generated_reference_tables_are_current():
+    """docs/command-line.md commits its tables (flags, flag files); `python docs/hooks.py`
+    writes them, and they must say what the code says now."""
+    sys.path.insert(0, DOCS)
+    try:
+        import hooks
+    finally:
+        sys.path.remove(DOCS)
+    for name in hooks.PAGES:
+        with open(os.path.join(DOCS, name)) as file:
+            text = file.read()
+        assert hooks.MARKER.search(text), f"{name} holds no generated table"
+        assert hooks.current(text, name) == text, f"{name}: run python docs/hooks.py"

@@ -12,6 +12,7 @@ a stack trace. Each command is a module with `main()`:
     pseudo_labels lcmt pseudo-labels  python -m lcmt_tf.cli.pseudo_labels
     audit       lcmt audit        python -m lcmt_tf.cli.audit       (scripts/audit.py)
     benchmark   lcmt benchmark    python -m lcmt_tf.cli.benchmark   (scripts/benchmark.py)
+    check_devices lcmt check-devices  python -m lcmt_tf.cli.check_devices
 
 `lcmt` (and `python -m lcmt_tf`) dispatches to them (lcmt_tf.cli.main). A command
 defines its absl flags when it runs, not when it is imported.
@@ -118,6 +119,9 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+HELP_FLAGS = frozenset({"-h", "-?", "--help", "--helpshort", "--helpfull"})
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, flag files found by name (lcmt_tf.flagfiles), its errors as
     one line."""
@@ -158,4 +162,11 @@ def run(
         except UserInputError as error:
             fail(str(error))
 
-    app.run(guarded, flags_parser=parse_flags)
+    try:
+        app.run(guarded, flags_parser=parse_flags)
+    except SystemExit as exit:
+        # absl prints the help that --help (-h, --helpshort, --helpfull) asks for, then
+        # exits 1; help that was asked for and printed is a success.
+        if exit.code == 1 and HELP_FLAGS.intersection(sys.argv[1:]):
+            sys.exit(0)
+        raise

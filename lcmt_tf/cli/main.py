@@ -21,6 +21,7 @@ COMMANDS = {
     "audit": ("audit", "class mix, out-of-class images and test leakage of the unlabeled pool"),
     "export": ("export", "a run's teacher as a SavedModel or ONNX file"),
     "benchmark": ("benchmark", "training throughput of the supervised, MT and MT+LC steps"),
+    "check-devices": ("check_devices", "the devices Keras sees and what a run trains on"),
 }
 
 
