@@ -20,7 +20,7 @@ OUT=docs/results
 FIGURES=docs/figures
 export TF_CPP_MIN_LOG_LEVEL=2
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(tables sweeps figures tune speed lc_scaling folder_cache labeling distributed)
+[ ${#parts[@]} -eq 0 ] && parts=(tables sweeps figures tune lc_scaling folder_cache labeling distributed)
 wanted() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 lcmt() { "$PYTHON" -m lcmt_tf.cli.main "$@"; }
 say() { echo "== $* ($(date +%T))"; }

@@ -168,14 +168,17 @@ def printed_numbers(text: str) -> list[str]:
     return found
 
 
+# A printed figure is a JSON value as it is, as a percentage, or in larger units (bytes as
+# MB, MiB, GB).
+SCALES = (1.0, 100.0, *(1.0 / base**power for base in (1000, 1024) for power in (1, 2, 3)))
+
+
 def matches(token: str, values: list[float]) -> bool:
     number = float(token.replace(",", ""))
     decimals = len(token.split(".")[1]) if "." in token else 0
     tolerance = 0.5 * 10**-decimals + 1e-9
     return any(
-        abs(abs(value) - abs(number)) <= tolerance
-        or abs(abs(100 * value) - abs(number)) <= tolerance
-        for value in values
+        abs(abs(scale * value) - abs(number)) <= tolerance for value in values for scale in SCALES
     )
 
 
