@@ -4,23 +4,26 @@
 # on each other (the sweeps, curves and t-SNE reuse the table's runs). Each output records
 # its command and software (with the git commit: run it from a clean checkout).
 #
-#     bash benchmarks/regenerate_results.sh            # everything, about 3 hours on 2 CPU cores
-#     bash benchmarks/regenerate_results.sh tables     # or some of: tables sweeps figures tune
-#                                                      #   speed lc_scaling folder_cache
-#                                                      #   labeling distributed
+#     bash benchmarks/regenerate_results.sh            # what the docs cite: tables sweeps
+#                                                      #   figures tune
+#     bash benchmarks/regenerate_results.sh tables     # or some of them; also timings, best
+#                                                      #   on an otherwise idle machine:
+#                                                      #   speed lc_scaling folder_cache labeling
+#                                                      #   distributed
 #
-# Runs go to $RUNS (default runs/regenerate); the CIFAR-10 folder for the folder cache is
-# $CIFAR10 (default ../shared/data/cifar10, a folder of the CIFAR-10 images).
+# The tables, sweeps, figures and tuning study take about 2 hours on 2 CPU cores. Runs go
+# to $RUNS (default runs/regenerate); the folder cache reads $CIFAR10, a folder of CIFAR-10
+# images (train/<class>/, test/<class>/; no default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/regenerate}
-CIFAR10=${CIFAR10:-../shared/data/cifar10}
+CIFAR10=${CIFAR10:-}
 PYTHON=${PYTHON:-python}
 OUT=docs/results
 FIGURES=docs/figures
 export TF_CPP_MIN_LOG_LEVEL=2
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(tables sweeps figures tune lc_scaling folder_cache labeling distributed)
+[ ${#parts[@]} -eq 0 ] && parts=(tables sweeps figures tune)
 wanted() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 lcmt() { "$PYTHON" -m lcmt_tf.cli.main "$@"; }
 say() { echo "== $* ($(date +%T))"; }
@@ -94,6 +97,7 @@ if wanted lc_scaling; then
 fi
 
 if wanted folder_cache; then
+    [ -n "$CIFAR10" ] || { echo "folder_cache: set CIFAR10 to a folder of CIFAR-10 images" >&2; exit 2; }
     say "the folder cache on CIFAR-10"
     "$PYTHON" benchmarks/folder_cache.py --dataset="folder:$CIFAR10" \
         --output="$OUT/cpu_folder_cache.json"
