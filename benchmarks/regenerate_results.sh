@@ -11,7 +11,8 @@
 #                                                      #   speed lc_scaling folder_cache labeling
 #                                                      #   distributed
 #
-# The tables, sweeps, figures and tuning study take about 2 hours on 2 CPU cores. Runs go
+# The tables, sweeps, figures and tuning study took 2 h 17 min on 2 CPU cores that also ran
+# test suites. Runs go
 # to $RUNS (default runs/regenerate); the folder cache reads $CIFAR10, a folder of CIFAR-10
 # images (train/<class>/, test/<class>/; no default).
 set -euo pipefail
