@@ -28,6 +28,7 @@ _EXPORTS = {
     "local_clustering_of_distances": "lcmt_tf.losses",
     "distance_quantiles": "lcmt_tf.losses",
     "softmax_mse": "lcmt_tf.losses",
+    "pseudo_label_cross_entropy": "lcmt_tf.losses",
     "MeanTeacher": "lcmt_tf.mean_teacher",
     "SemiSupervisedModel": "lcmt_tf.semi_supervised",
     "errors_from_accuracies": "lcmt_tf.semi_supervised",

@@ -218,6 +218,31 @@ def softmax_mse(student_logits, teacher_logits):
     return ops.mean(ops.square(student_probabilities - teacher_probabilities))
 
 
+def pseudo_label_cross_entropy(strong_logits, weak_logits, threshold: float):
+    """FixMatch's unlabeled term: the cross-entropy of the strong view's logits against
+    the hard pseudo-label argmax softmax(weak), counted where that softmax's maximum is
+    at least `threshold` (tau) and averaged over every unlabeled image, confident or not
+    (Sohn et al. 2020, eq. 4).
+
+    Args:
+        strong_logits: (n, k) logits of the strongly augmented views.
+        weak_logits: (n, k) logits of the weakly augmented views; no gradient flows into
+            them (the pseudo-label is a target).
+        threshold: tau in [0, 1]; a confidence equal to tau counts.
+
+    Returns:
+        (loss, mask_rate): the scalar term and the share of images whose pseudo-label
+        was confident enough to count, both float32; 0 (not NaN) when none was.
+    """
+    weak = ops.stop_gradient(ops.softmax(ops.cast(weak_logits, "float32"), axis=-1))
+    confidence = ops.max(weak, axis=-1)
+    mask = ops.cast(confidence >= threshold, "float32")
+    pseudo_labels = ops.argmax(weak, axis=-1)
+    strong = ops.cast(strong_logits, "float32")
+    cross_entropy = ops.sparse_categorical_crossentropy(pseudo_labels, strong, from_logits=True)
+    return ops.mean(cross_entropy * mask), ops.mean(mask)
+
+
 def prediction_balance(logits):
     """The normalized entropy of the predicted classes over a batch, in [0, 1]: 1 when
     every class is predicted equally often, 0 when one class takes every image (the

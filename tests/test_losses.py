@@ -9,6 +9,7 @@ from lcmt_tf.losses import (
     lc_distances,
     local_clustering,
     local_clustering_loss,
+    pseudo_label_cross_entropy,
     softmax_mse,
 )
 
@@ -260,3 +261,68 @@ def test_distance_quantiles_are_numpys_over_the_pairs_lc_acts_on(self_pairs):
     values = distance_quantiles(blocks, quantiles, self_pairs=self_pairs)
     for quantile, value in zip(quantiles, values):
         assert as_numpy(value) == pytest.approx(np.quantile(pairs, quantile), rel=1e-5, abs=1e-7)
+
+
+def numpy_pseudo_label_cross_entropy(strong_logits, weak_logits, threshold):
+    """Independent float64 reference of FixMatch's unlabeled term, image by image."""
+    total, confident = 0.0, 0
+    for strong, weak in zip(
+        np.asarray(strong_logits, np.float64), np.asarray(weak_logits, np.float64)
+    ):
+        weak_probabilities = np.exp(weak - weak.max()) / np.exp(weak - weak.max()).sum()
+        if weak_probabilities.max() >= threshold:
+            label = int(np.argmax(weak_probabilities))
+            log_probabilities = strong - strong.max() - np.log(np.exp(strong - strong.max()).sum())
+            total -= log_probabilities[label]
+            confident += 1
+    count = len(strong_logits)
+    return total / count, confident / count
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 0.95])
+def test_pseudo_label_cross_entropy_matches_numpy(threshold):
+    random = np.random.default_rng(3)
+    strong = random.normal(size=(12, 5)).astype("float32")
+    weak = (3 * random.normal(size=(12, 5))).astype("float32")
+    loss, mask_rate = pseudo_label_cross_entropy(strong, weak, threshold)
+    expected_loss, expected_rate = numpy_pseudo_label_cross_entropy(strong, weak, threshold)
+    assert 0 < expected_rate or threshold == 0.95  # the cases are not all empty
+    np.testing.assert_allclose(float(loss), expected_loss, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(mask_rate), expected_rate, rtol=1e-6)
+
+
+def test_pseudo_label_confidence_equal_to_the_threshold_counts_and_none_gives_zero():
+    # Equal weak logits: softmax exactly (0.5, 0.5) in any precision, a confidence of
+    # exactly 0.5; the tie's pseudo-label is the first class, as np.argmax takes it.
+    weak = np.zeros((2, 2), np.float32)
+    strong = np.array([[0.0, 1.0], [2.0, 0.0]], np.float32)
+    loss, rate = pseudo_label_cross_entropy(strong, weak, 0.5)
+    expected, _ = numpy_pseudo_label_cross_entropy(strong, weak, 0.5)
+    assert float(rate) == 1.0 and np.isclose(float(loss), expected, rtol=1e-5)
+    assert np.isclose(float(pseudo_label_cross_entropy(strong, weak, 0.5001)[1]), 0.0)
+    loss, rate = pseudo_label_cross_entropy(strong, weak, 0.99)  # nobody is that sure
+    assert float(loss) == 0.0 and float(rate) == 0.0
+
+
+def test_pseudo_label_gradient_reaches_the_strong_view_only():
+    random = np.random.default_rng(4)
+    strong = random.normal(size=(6, 4)).astype("float32")
+    weak = (4 * random.normal(size=(6, 4))).astype("float32")
+    threshold = 0.6
+
+    def of_strong(x):
+        return pseudo_label_cross_entropy(x, weak, threshold)[0]
+
+    def of_weak(x):
+        return pseudo_label_cross_entropy(strong, x, threshold)[0]
+
+    gradient = backend_gradient(of_strong, strong)
+    # Closed form: (softmax(strong) - onehot(pseudo-label)) / n on the confident rows.
+    probabilities = np.exp(strong) / np.exp(strong).sum(axis=1, keepdims=True)
+    weak_probabilities = np.exp(weak) / np.exp(weak).sum(axis=1, keepdims=True)
+    mask = weak_probabilities.max(axis=1) >= threshold
+    assert 0 < mask.sum() < len(mask)
+    onehot = np.eye(4)[weak_probabilities.argmax(axis=1)]
+    expected = (probabilities - onehot) * mask[:, None] / len(strong)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-6)
+    assert np.all(backend_gradient(of_weak, weak) == 0)
