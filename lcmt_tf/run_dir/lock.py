@@ -80,35 +80,34 @@ def check_not_in_use(model_dir: str, purpose: str) -> None:
 
 
 @contextlib.contextmanager
-def holding_root(root: str) -> Iterator[None]:
+def _holding(directory: str, acquire) -> Iterator[None]:
+    """Holds the lock `acquire()` takes on `directory` inside the block; a directory the
+    block created and left holding only the lock is removed again."""
+    created = not os.path.exists(directory)
+    lock = acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+        if created and os.listdir(directory) == [LOCK_FILE]:
+            os.remove(lock.path)
+            os.rmdir(directory)
+
+
+def holding_root(root: str):
     """An experiment command's hold on its --root: a second command on the same root is
-    refused before it starts anything (each run directory inside has its own lock). A
-    root the block created and left holding only the lock is removed again."""
-    created = not os.path.exists(root)
-    lock = RunDirectoryLock(root, "--root", "an experiment command").acquire("run experiments in")
-    try:
-        yield
-    finally:
-        lock.release()
-        if created and os.listdir(root) == [LOCK_FILE]:
-            os.remove(lock.path)
-            os.rmdir(root)
+    refused before it starts anything (each run directory inside has its own lock)."""
+    return _holding(
+        root,
+        lambda: RunDirectoryLock(root, "--root", "an experiment command").acquire(
+            "run experiments in"
+        ),
+    )
 
 
-@contextlib.contextmanager
-def holding(model_dir: str, enabled: bool = True) -> Iterator[None]:
+def holding(model_dir: str, enabled: bool = True):
     """Holds the lock of `model_dir` inside the block (a no-op when not `enabled`: the
-    processes of a multi-worker run other than the chief do not own the directory). A
-    directory the block created and left holding only the lock is removed again."""
+    processes of a multi-worker run other than the chief do not own the directory)."""
     if not enabled:
-        yield
-        return
-    created = not os.path.exists(model_dir)
-    lock = RunDirectoryLock(model_dir).acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-        if created and os.listdir(model_dir) == [LOCK_FILE]:
-            os.remove(lock.path)
-            os.rmdir(model_dir)
+        return contextlib.nullcontext()
+    return _holding(model_dir, lambda: RunDirectoryLock(model_dir).acquire())
