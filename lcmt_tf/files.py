@@ -19,11 +19,16 @@ def _umask() -> int:
     return mask
 
 
+TEMPORARY_PREFIX = ".tmp-"
+
+
 def atomic_write(path: str, write) -> None:
-    """Calls write(temporary_path), then renames it to `path` (atomic on POSIX)."""
+    """Calls write(temporary_path), then renames it to `path` (atomic on POSIX). A
+    process killed in between leaves only a temporary file (TEMPORARY_PREFIX...), which
+    remove_temporaries clears."""
     directory = os.path.dirname(os.path.abspath(path))
     suffix = os.path.splitext(path)[1]
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX, suffix=suffix)
     os.close(handle)
     try:
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it 0600
@@ -48,6 +53,20 @@ def atomic_write(path: str, write) -> None:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def remove_temporaries(directory: str) -> list[str]:
+    """Removes the temporary files that an atomic_write killed before its rename left in
+    `directory` (for its owner to call while no other process writes there); returns
+    their names."""
+    names = sorted(
+        name
+        for name in os.listdir(directory)
+        if name.startswith(TEMPORARY_PREFIX) and os.path.isfile(os.path.join(directory, name))
+    )
+    for name in names:
+        os.remove(os.path.join(directory, name))
+    return names
 
 
 def atomic_write_json(path: str, value: Any) -> None:

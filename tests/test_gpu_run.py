@@ -92,8 +92,9 @@ def test_gpu_run_measures_then_trains_the_forked_pair_within_its_budget(tmp_path
     for name in ("mt", "mtlc"):
         run = paired[name]
         if run.get("exit_status") == 130:  # stopped at its budget
-            assert "Segmentation fault" not in run["log_tail"]
-            assert "stopped by SIGINT; rerun the same command to resume" in run["log_tail"]
+            log = "\n".join(run["log_tail"])  # its last lines
+            assert "Segmentation fault" not in log
+            assert "stopped by SIGINT; rerun the same command to resume" in log
             state = tmp_path / "runs" / name / "training_state.npz"
             if state.exists():  # a completed epoch: readable, the epoch to resume at
                 with np.load(state) as archive:

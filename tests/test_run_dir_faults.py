@@ -247,6 +247,45 @@ def test_a_signal_that_a_library_swallows_still_stops_the_command():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are restored
 
 
+STUCK_AFTER_A_SWALLOWED_STOP = """
+import gc, os, signal, time
+from lcmt_tf import cli
+
+def collect(phase, info):  # the signal lands inside a garbage-collection callback,
+    if phase == "start":   # as it did inside JAX's _xla_gc_callback
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(100000))  # the handler runs here; Python drops what it raises
+
+with cli.signals_as_interrupts(lambda name: f"stopped by {name}", grace_s=0.5):
+    gc.callbacks.append(collect)
+    gc.collect()
+    gc.callbacks.remove(collect)
+    print("swallowed", flush=True)
+    time.sleep(300)  # a main thread that reaches no safe point (a long compilation)
+"""
+
+
+def test_a_stop_swallowed_in_a_gc_callback_still_ends_a_stuck_command():
+    completed = subprocess.run(
+        [sys.executable, "-c", STUCK_AFTER_A_SWALLOWED_STOP],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.stdout == "swallowed\n"  # the exception did not reach the block
+    assert "Exception ignored" in completed.stderr and "Interrupted: SIGTERM" in completed.stderr
+    assert completed.returncode == 143
+    assert completed.stderr.splitlines()[-1] == "-c: stopped by SIGTERM"
+
+
+def test_removing_temporaries_leaves_every_other_file(tmp_path):
+    from lcmt_tf.files import remove_temporaries
+
+    for name in (".tmp-abc.npz", ".tmp-def.json", "notes.tmp-x", "results.json"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".tmp-folder").mkdir()
+    assert remove_temporaries(str(tmp_path)) == [".tmp-abc.npz", ".tmp-def.json"]
+    assert sorted(os.listdir(tmp_path)) == [".tmp-folder", "notes.tmp-x", "results.json"]
+
+
 def test_sigterm_to_experiment_stops_its_run_and_starts_no_other(tmp_path):
     root = tmp_path / "exp"
     command = [

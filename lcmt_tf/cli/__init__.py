@@ -24,6 +24,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from absl import app, flags
@@ -61,18 +62,42 @@ class StopRequest:
             raise Interrupted(self.signal_number)
 
 
+# How long a stop request may wait for the main thread before a watchdog ends the
+# command (see signals_as_interrupts): short of the 10 s a container runtime gives
+# between SIGTERM and SIGKILL.
+STOP_GRACE_S = 8.0
+_stopping = threading.Lock()
+
+
 @contextlib.contextmanager
-def signals_as_interrupts():
+def signals_as_interrupts(
+    stopped_message: Callable[[str], str] | None = None, grace_s: float = STOP_GRACE_S
+):
     """Inside the block, SIGINT and SIGTERM raise Interrupted in the main thread (as
     Ctrl-C raises KeyboardInterrupt), so a command stops the same way for both; a
     second signal while stopping is ignored. Yields the `StopRequest`, for the block
-    to check at its safe points."""
+    to check at its safe points.
+
+    With `stopped_message` (the signal's name -> the line `stopped` prints), the stop
+    cannot be lost: if the command is still running `grace_s` after the signal, a
+    watchdog thread ends it with `stopped`, as the main thread would have. That covers
+    a main thread that cannot act in time: inside a long XLA compilation, or after the
+    exception was raised inside a garbage-collection callback (JAX's `_xla_gc_callback`),
+    where Python prints "Exception ignored" and drops it, and no safe point comes before
+    the sender's SIGKILL. Only for commands whose state on disk is complete between any
+    two instructions (the train command: each file is written atomically, and the lock
+    is the kernel's)."""
     request = StopRequest()
 
     def interrupt(number, frame):
         for name in (signal.SIGINT, signal.SIGTERM):
             signal.signal(name, signal.SIG_IGN)
         request.signal_number = number
+        if stopped_message is not None:
+            stop = Interrupted(number)
+            watchdog = threading.Timer(grace_s, stopped, (stop, stopped_message(stop.signal_name)))
+            watchdog.daemon = True
+            watchdog.start()
         raise Interrupted(number)
 
     previous = {name: signal.signal(name, interrupt) for name in (signal.SIGINT, signal.SIGTERM)}
@@ -100,6 +125,7 @@ def stopped(stop: Interrupted, message: str) -> None:
     the kernel), and the streams and log handlers are flushed first."""
     import logging
 
+    _stopping.acquire()  # the main thread or the watchdog, whichever comes first
     sys.stdout.flush()
     if sys.stdout.isatty():  # after a progress bar's unfinished line
         sys.stdout.write("\n")

@@ -47,24 +47,28 @@ def train(argv: list[str]) -> None:
         for problem in problems:
             print(f"{cli.program()}: problem: {problem}", file=sys.stderr)
         sys.exit(2 if problems else 0)
+
+    def stopped_message(signal_name: str) -> str:
+        return (
+            f"stopped by {signal_name}; rerun the same command to resume from the last "
+            f"completed epoch in {config.model_dir}"
+        )
+
     try:
-        with cli.signals_as_interrupts() as stop:
+        # A stop request is acted on at once, after the next step if a library swallowed
+        # it, or by the watchdog if neither comes in time.
+        with cli.signals_as_interrupts(stopped_message) as stop:
             import keras
 
             from lcmt_tf.train import run
 
-            # A stop request that a library swallowed is acted on after the next step.
             check = keras.callbacks.LambdaCallback(
                 on_train_batch_end=lambda batch, logs: stop.check(),
                 on_test_batch_end=lambda batch, logs: stop.check(),
             )
             results = run(config, callbacks=[check])
     except cli.Interrupted as stop:
-        cli.stopped(
-            stop,
-            f"stopped by {stop.signal_name}; rerun the same command to resume from the last "
-            f"completed epoch in {config.model_dir}",
-        )
+        cli.stopped(stop, stopped_message(stop.signal_name))
     logging.info("results: %s", os.path.join(config.model_dir, "results.json"))
     if results.get("already_finished"):
         print(f"{config.model_dir} is a finished run; nothing was trained or changed:")

@@ -17,7 +17,7 @@ from lcmt_tf.data import ImageDataset
 from lcmt_tf.data.training_data import evaluation_set
 from lcmt_tf.distribute import set_batch_norm_synchronized
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.files import atomic_write, atomic_write_json
+from lcmt_tf.files import atomic_write, atomic_write_json, remove_temporaries
 from lcmt_tf.mean_teacher import MeanTeacher
 from lcmt_tf.run_dir.checkpoint import load_training_state
 from lcmt_tf.run_dir.layout import (
@@ -231,6 +231,9 @@ def start_run_directory(
     if not is_chief:
         return load_training_state(model, restore_from, callbacks) if restore_from else 0
     os.makedirs(model_dir, exist_ok=True)
+    left = remove_temporaries(model_dir)  # from a process killed mid-write
+    if left:
+        logging.info("removed %s, left by a stopped run mid-write", ", ".join(left))
     if config.overwrite:
         move_run_aside(model_dir)
     initial_epoch = 0
