@@ -37,7 +37,34 @@ def _check_number(owner: str, name: str, value, minimum: float = 0.0) -> float:
     return number
 
 
-class ConsistencyRampup(keras.callbacks.Callback):
+class WeightRampup(keras.callbacks.Callback):
+    """A loss weight of the model (the variable named `WEIGHT`) set at the start of
+    every epoch to max_weight * sigmoid_rampup(epoch, rampup_epochs); a subclass names
+    the weight and its paper's defaults."""
+
+    WEIGHT = ""
+
+    def __init__(self, max_weight: float, rampup_epochs: float):
+        super().__init__()
+        owner = type(self).__name__
+        self.max_weight = _check_number(owner, "max_weight", max_weight)
+        self.rampup_epochs = _check_number(owner, "rampup_epochs", rampup_epochs)
+        self.current = 0.0
+
+    def set_model(self, model):
+        super().set_model(model)
+        if not hasattr(model, self.WEIGHT):
+            raise UserInputError(
+                f"{type(self).__name__} sets {self.WEIGHT}, which {type(model).__name__} does "
+                "not have"
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = self.max_weight * sigmoid_rampup(epoch, self.rampup_epochs)
+        getattr(self.model, self.WEIGHT).assign(self.current)
+
+
+class ConsistencyRampup(WeightRampup):
     """lambda1 = max_weight * sigmoid_rampup(epoch, rampup_epochs), set at the start of
     every epoch. The defaults are the paper's (100, ramped up over 5 epochs, section
     V-A), and `MeanTeacher.fit` adds this callback with them when `callbacks` has none;
@@ -45,15 +72,23 @@ class ConsistencyRampup(keras.callbacks.Callback):
     constant w.
     """
 
-    def __init__(self, max_weight: float = 100.0, rampup_epochs: float = 5):
-        super().__init__()
-        self.max_weight = _check_number("ConsistencyRampup", "max_weight", max_weight)
-        self.rampup_epochs = _check_number("ConsistencyRampup", "rampup_epochs", rampup_epochs)
-        self.current = 0.0
+    WEIGHT = "consistency_weight"
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = self.max_weight * sigmoid_rampup(epoch, self.rampup_epochs)
-        self.model.consistency_weight.assign(self.current)
+    def __init__(self, max_weight: float = 100.0, rampup_epochs: float = 5):
+        super().__init__(max_weight, rampup_epochs)
+
+
+class UnlabeledWeightSchedule(WeightRampup):
+    """FixMatch's lambda_u = max_weight * sigmoid_rampup(epoch, rampup_epochs), set at
+    the start of every epoch. The defaults are FixMatch's (1, constant: no ramp-up),
+    and `FixMatch.fit` adds this callback with them when `callbacks` has none;
+    `UnlabeledWeightSchedule(0)` trains on the labeled images only.
+    """
+
+    WEIGHT = "unlabeled_weight"
+
+    def __init__(self, max_weight: float = 1.0, rampup_epochs: float = 0):
+        super().__init__(max_weight, rampup_epochs)
 
 
 class LocalClusteringSchedule(keras.callbacks.Callback):

@@ -28,6 +28,7 @@ REGISTERED_MODULES = (
     "lcmt_tf.optimizers",
     "lcmt_tf.models.convnet_wn",
     "lcmt_tf.mean_teacher",
+    "lcmt_tf.fixmatch",
 )
 
 _state = {"registered": False, "depth": 0}

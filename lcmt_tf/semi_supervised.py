@@ -160,7 +160,7 @@ def _is_array(value) -> bool:
     )
 
 
-def _in_range(owner: str, name: str, value, low: float, high: float, high_open: bool) -> float:
+def in_range(owner: str, name: str, value, low: float, high: float, high_open: bool) -> float:
     number = float(value)
     inside = (
         math.isfinite(number) and low <= number and (number < high if high_open else number <= high)
@@ -211,6 +211,10 @@ class SemiSupervisedModel(BackendSteps, keras.Model):
     # model (created first, in this order).
     WEIGHTS: tuple[str, ...] = ("lc_weight",)
     LOSS_DESCRIPTION = ""
+    # False: the teacher keeps its own batch-norm statistics (Mean Teacher runs it in
+    # training mode). True: after every step they are copied from the student, as the
+    # EMA model of FixMatch in USB and TorchSSL copies its buffers.
+    TEACHER_COPIES_STATISTICS = False
 
     def __init__(
         self,
@@ -248,16 +252,16 @@ class SemiSupervisedModel(BackendSteps, keras.Model):
             raise UserInputError(
                 f"{owner}: student must be a keras.Model, not {type(student).__name__}"
             )
-        self.ema_decay = _in_range(owner, "ema_decay", ema_decay, 0.0, 1.0, high_open=False)
+        self.ema_decay = in_range(owner, "ema_decay", ema_decay, 0.0, 1.0, high_open=False)
         epsilon = float(lc_epsilon)
         if not (math.isfinite(epsilon) and epsilon > 0):
             raise UserInputError(
                 f"{owner}: lc_epsilon must be a finite number > 0, not {lc_epsilon!r}"
             )
-        self.lc_epsilon_batch_quantile = _in_range(
+        self.lc_epsilon_batch_quantile = in_range(
             owner, "lc_epsilon_batch_quantile", lc_epsilon_batch_quantile, 0.0, 1.0, True
         )
-        self.lc_epsilon_batch_momentum = _in_range(
+        self.lc_epsilon_batch_momentum = in_range(
             owner, "lc_epsilon_batch_momentum", lc_epsilon_batch_momentum, 0.0, 1.0, True
         )
         self.forward_passes = forward_passes
@@ -292,6 +296,7 @@ class SemiSupervisedModel(BackendSteps, keras.Model):
         for variable in self.teacher.weights:
             variable.trainable = False
         self._ema_positions = None
+        self._statistics_positions = None
 
     def _scalar_variable(self, value, name, aggregation="none"):
         return self.add_weight(
@@ -356,6 +361,33 @@ class SemiSupervisedModel(BackendSteps, keras.Model):
             )
         return self._ema_positions
 
+    @property
+    def statistics_pairs(self) -> list:
+        """(teacher variable, student variable) for every non-trainable student weight
+        that is not a random generator's state (batch-norm statistics), when the
+        teacher copies them (TEACHER_COPIES_STATISTICS); else none."""
+        if not self.TEACHER_COPIES_STATISTICS:
+            return []
+        seeds = {id(generator.state) for generator in self.seed_generators()}
+        return [
+            (teacher_variable, student_variable)
+            for teacher_variable, student_variable in zip(
+                self.teacher.weights, self.student.weights
+            )
+            if not student_variable.trainable and id(student_variable) not in seeds
+        ]
+
+    @property
+    def statistics_positions(self) -> tuple[tuple[int, int], ...]:
+        """`statistics_pairs` as (teacher, student) indices in non_trainable_variables."""
+        if self._statistics_positions is None:
+            index = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
+            self._statistics_positions = tuple(
+                (index[id(teacher)], index[id(student)])
+                for teacher, student in self.statistics_pairs
+            )
+        return self._statistics_positions
+
     def moving_average(self, teacher_value, student_value, applied=None):
         """The EMA rule: alpha * teacher + (1 - alpha) * student, or the teacher
         unchanged where `applied` (see `step_applied`) is false."""
@@ -371,32 +403,55 @@ class SemiSupervisedModel(BackendSteps, keras.Model):
             return self.optimizer.check_finite(gradients)
         return None
 
-    def seed_generators(self) -> list[keras.random.SeedGenerator]:
-        """Every `keras.random.SeedGenerator` held by the augmentation, the student,
-        the teacher or the layers nested in them (through their public `layers`), each
-        once, in a fixed order: what draws the step's random numbers."""
-        found: dict[int, keras.random.SeedGenerator] = {}
+    def augmentations(self) -> list[keras.layers.Layer]:
+        """The model's augmentation layers (a method with a second view adds its own)."""
+        return [self.augmentation]
 
-        def walk(layer):
+    def seed_generators(self) -> list[keras.random.SeedGenerator]:
+        """Every `keras.random.SeedGenerator` held by the augmentations, the student,
+        the teacher or the layers nested in them (through their public `layers`, and
+        an augmentation's through its layer attributes too: Keras' RandAugment holds
+        its operations so), each once, in a fixed order: what draws the step's random
+        numbers."""
+        found: dict[int, keras.random.SeedGenerator] = {}
+        visited: set[int] = set()
+
+        def walk(layer, attributes: bool):
+            if id(layer) in visited:
+                return
+            visited.add(id(layer))
             for value in vars(layer).values():
                 if isinstance(value, keras.random.SeedGenerator):
                     found.setdefault(id(value), value)
+                elif attributes and isinstance(value, keras.layers.Layer):
+                    walk(value, attributes)
             for inner in getattr(layer, "layers", ()):
-                walk(inner)
+                walk(inner, attributes)
 
-        for network in (self.augmentation, self.student, self.teacher):
-            walk(network)
+        first, *others = self.augmentations()
+        for layer, attributes in ((first, True), (self.student, False), (self.teacher, False)):
+            walk(layer, attributes)
+        for layer in others:  # after the networks: a Mean Teacher file keeps its order
+            walk(layer, True)
         return list(found.values())
+
+    def grouped_outputs(self, network, groups, training=True):
+        """`[features, logits]` of `network` over the image batches `groups`,
+        concatenated in their order: one pass over all of them ("joint"), or one per
+        group ("separate": batch statistics per group), as `forward_passes` says."""
+        name = "student" if network is self.student else "teacher"
+        if self.forward_passes == "joint" or len(groups) == 1:
+            images = groups[0] if len(groups) == 1 else ops.concatenate(groups, axis=0)
+            return student_outputs(network(images, training=training), name)
+        outputs = [student_outputs(network(images, training=training), name) for images in groups]
+        return [ops.concatenate(parts, axis=0) for parts in zip(*outputs)]
 
     def network_outputs(self, network, images, num_labeled, training=True):
         """`[features, logits]` of `network` over a batch whose first `num_labeled`
         images are the labeled ones: one pass, or one per group (forward_passes)."""
-        name = "student" if network is self.student else "teacher"
         if self.forward_passes == "joint":
-            return student_outputs(network(images, training=training), name)
-        labeled = student_outputs(network(images[:num_labeled], training=training), name)
-        unlabeled = student_outputs(network(images[num_labeled:], training=training), name)
-        return [ops.concatenate([a, b], axis=0) for a, b in zip(labeled, unlabeled)]
+            return self.grouped_outputs(network, [images], training)
+        return self.grouped_outputs(network, [images[:num_labeled], images[num_labeled:]], training)
 
     def joined_images(self, data):
         """(labeled then unlabeled images as float32, the number of labeled ones)."""

@@ -69,6 +69,8 @@ class JaxSteps:
             non_trainable_values[teacher_index] = self.moving_average(
                 non_trainable_values[teacher_index], trainable_values[student_index], applied
             )
+        for teacher_index, student_index in self.statistics_positions:
+            non_trainable_values[teacher_index] = non_trainable_values[student_index]
         logs, (metrics_values,) = stateless(
             lambda: self.update_metrics(terms, labeled_logits),
             (self.metrics_variables, metrics_values),

@@ -33,6 +33,8 @@ class TensorFlowSteps:
             teacher_variable.assign(
                 self.moving_average(teacher_variable, student_variable, applied)
             )
+        for teacher_variable, student_variable in self.statistics_pairs:
+            teacher_variable.assign(student_variable)
         return _reducible_logs(self.update_metrics(terms, labeled_logits))
 
     def test_step(self, data):
