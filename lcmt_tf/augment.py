@@ -179,7 +179,8 @@ class PerImageRandAugment(keras.layers.RandAugment):
 
     Keras workaround: it overrides RandAugment's `get_random_transformation` and
     `transform_images`, which exchange a dict {"transforms", "layer_idxes"}; no public
-    hook chooses the operations. tests/test_keras_workarounds.py fails when that changes.
+    hook chooses the operations. tests/test_fixmatch.py (the strong view's test) fails
+    when that changes.
     """
 
     def get_random_transformation(self, data, training=True, seed=None):
@@ -196,9 +197,9 @@ class PerImageRandAugment(keras.layers.RandAugment):
         return transformation
 
     def transform_images(self, images, transformation, training=True):
-        if not training:
-            return self.backend.cast(images, self.compute_dtype)
         images = self.backend.cast(images, self.compute_dtype)
+        if not training:
+            return images
         chosen = transformation["layer_idxes"]  # (batch, num_ops)
         for step in range(self.num_ops):
             for index, (name, value) in enumerate(transformation["transforms"].items()):

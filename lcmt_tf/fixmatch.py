@@ -123,16 +123,10 @@ class FixMatch(SemiSupervisedModel):
         """The step's forward pass: (features, logits, number of labeled images, number
         of unlabeled images) of the student over [labeled weak views, unlabeled weak
         views, unlabeled strong views], in that order, and the labeled weak views."""
-        labeled_images, unlabeled_images = data["labeled_images"], data["unlabeled_images"]
-        for images in (labeled_images, unlabeled_images):
-            self.augmentation.check_images(images)
-        labeled_images = ops.cast(labeled_images, "float32")
-        unlabeled_images = ops.cast(unlabeled_images, "float32")
-        num_labeled = ops.shape(labeled_images)[0]
+        images, num_labeled = self.joined_images(data)
+        unlabeled_images = images[num_labeled:]
         num_unlabeled = ops.shape(unlabeled_images)[0]
-        weak = self.augmentation(
-            ops.concatenate([labeled_images, unlabeled_images], axis=0), training=True
-        )
+        weak = self.augmentation(images, training=True)
         strong = self.strong_augmentation(unlabeled_images, training=True)
         groups = [weak[:num_labeled], weak[num_labeled:], strong]
         features, logits = self.grouped_outputs(self.student, groups)
