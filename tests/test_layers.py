@@ -38,6 +38,7 @@ LAYERS = [
     [
         "lcmt_tf.semi_supervised",
         "lcmt_tf.mean_teacher",
+        "lcmt_tf.fixmatch",
         "lcmt_tf.steps",
         "lcmt_tf.callbacks",
         "lcmt_tf.sanity",
