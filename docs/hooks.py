@@ -79,7 +79,7 @@ def flag_files() -> str:
     from lcmt_tf.flagfiles import packaged_settings, train_config
 
     columns = (
-        "dataset", "num_labels", "model", "epochs", "lr_decay_epochs", "ema_decay",
+        "method", "dataset", "num_labels", "model", "epochs", "lr_decay_epochs", "ema_decay",
         "consistency_weight", "lc_weight", "lc_start_epoch", "lc_rampup_epochs", "lc_epsilon",
     )  # fmt: skip
     lines = [
@@ -87,7 +87,7 @@ def flag_files() -> str:
         "|---|" + "---|" * len(columns),
     ]
     for name in packaged_settings():
-        if name == "paper_common":  # included by the others, not a setting of its own
+        if name.endswith("_common"):  # included by the others, not a setting of its own
             continue
         config = train_config([f"--flagfile={name}"]).to_dict()
         lines.append(f"| `{name}` | " + " | ".join(_cell(config[c]) for c in columns) + " |")

@@ -1,7 +1,7 @@
 """Builders of a run's parts from its TrainConfig: the backend settings, the optimizer,
-the compiled MeanTeacher, the evaluation batches and the callbacks, in the order
-`lcmt_tf.train.run` uses them (and the benchmark, evaluate and the experiments' time
-projection build the same way)."""
+the compiled model of its --method (MeanTeacher or FixMatch), the evaluation batches
+and the callbacks, in the order `lcmt_tf.train.run` uses them (and the benchmark,
+evaluate and the experiments' time projection build the same way)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 import keras
 import numpy as np
 
-from lcmt_tf.augment import Augmentation
+from lcmt_tf.augment import Augmentation, StrongAugmentation
 from lcmt_tf.callbacks import (
     CollapseMonitor,
     ConciseProgbar,
@@ -22,22 +22,27 @@ from lcmt_tf.callbacks import (
     HistoryCSV,
     LinearLRDecay,
     LocalClusteringSchedule,
+    LogLearningRate,
     NonFiniteLossGuard,
+    UnlabeledWeightSchedule,
+    WeightRampup,
     evaluation_epochs,
 )
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import ImageDataset, LabeledBatches, SemiSupervisedBatches
 from lcmt_tf.diagnostics import NAMES as DIAGNOSTICS
+from lcmt_tf.diagnostics import PSEUDO_LABEL_NAMES
 from lcmt_tf.distribute import Distribution, set_batch_norm_synchronized
 from lcmt_tf.errors import UserInputError
+from lcmt_tf.fixmatch import FixMatch
 from lcmt_tf.mean_teacher import MeanTeacher
 from lcmt_tf.models import model_spec
 from lcmt_tf.models.convnet_wn import initialize_from_data
 from lcmt_tf.models.pretrained import copy_weights, source_model
-from lcmt_tf.optimizers import CoupledWeightDecaySGD
+from lcmt_tf.optimizers import CoupledWeightDecaySGD, FixMatchCosineDecay
 from lcmt_tf.run_dir.checkpoint import ResumeCheckpoint
 from lcmt_tf.run_dir.layout import HISTORY_FILE, STATE_FILE, TENSORBOARD_DIR
-from lcmt_tf.semi_supervised import error_names
+from lcmt_tf.semi_supervised import SemiSupervisedModel, error_names
 
 EVALUATION_BATCH_SIZE = 500
 
@@ -55,16 +60,23 @@ def configure_backend(config: TrainConfig) -> None:
 
 def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     """SGD with the configuration's momentum and weight decay: PyTorch's update with
-    coupled L2 (`CoupledWeightDecaySGD`), or Keras' SGD with decoupled decay."""
+    coupled L2 (`CoupledWeightDecaySGD`), or Keras' SGD with decoupled decay. Its
+    learning rate is --lr (the linear schedule's callback sets it every epoch) or
+    FixMatch's cosine decay (`FixMatchCosineDecay`) with --lr_schedule=cosine."""
+    learning_rate = (
+        FixMatchCosineDecay(config.lr, config.lr_schedule_steps)
+        if config.lr_schedule == "cosine"
+        else config.lr
+    )
     if config.weight_decay_mode == "coupled":
         return CoupledWeightDecaySGD(
-            learning_rate=config.lr,
+            learning_rate=learning_rate,
             momentum=config.momentum,
             nesterov=config.nesterov,
             coupled_weight_decay=config.weight_decay,
         )
     return keras.optimizers.SGD(
-        learning_rate=config.lr,
+        learning_rate=learning_rate,
         momentum=config.momentum,
         nesterov=config.nesterov,
         weight_decay=config.weight_decay or None,
@@ -76,15 +88,16 @@ def build_model(
     dataset: ImageDataset,
     init_images=None,
     measure_local_clustering: bool = True,
-) -> MeanTeacher:
-    """The compiled MeanTeacher for this configuration and data.
+) -> SemiSupervisedModel:
+    """The compiled model of --method for this configuration and data: a MeanTeacher,
+    or a FixMatch (its strong view from the --strong_* settings).
 
     With `init_images` (raw training images: a run that starts, not one restored),
     a keras_applications backbone takes --backbone_weights if given, and the student
     starts from --init_from's weights if given, else networks with
     data-dependent initialization (conv_large_wn) are initialized from the images,
-    normalized and not augmented; then the teacher is copied from the student. λ1 and
-    λ2 start at 0; the schedule callbacks set them every epoch. A Mean Teacher model
+    normalized and not augmented; then the teacher is copied from the student. λ1 (λu)
+    and λ2 start at 0; the schedule callbacks set them every epoch. A model
     measures LC's distances without training on them unless `measure_local_clustering`
     is False (the benchmark's plain Mean Teacher step).
     """
@@ -122,9 +135,7 @@ def build_model(
     )
     if starting and not pretrained:
         initialize_from_data(student, augmentation(init_images, training=False))
-    model = MeanTeacher(
-        student,
-        augmentation,
+    shared = dict(
         ema_decay=config.ema_decay,
         lc_epsilon=config.lc_epsilon,
         use_local_clustering=config.lc_weight > 0,
@@ -134,6 +145,18 @@ def build_model(
         lc_epsilon_batch_momentum=config.lc_epsilon_batch_momentum,
         lc_self_pairs=config.lc_self_pairs,
     )
+    if config.method == "fixmatch":
+        strong = StrongAugmentation.matching(
+            augmentation,
+            num_ops=config.strong_num_ops,
+            magnitude=config.strong_magnitude,
+            cutout=config.strong_cutout,
+        )
+        model = FixMatch(
+            student, augmentation, strong, threshold=config.fixmatch_threshold, **shared
+        )
+    else:
+        model = MeanTeacher(student, augmentation, **shared)
     model.compile(
         optimizer=build_optimizer(config),
         # Keras runs a JAX step without jit op by op, which is many times slower.
@@ -190,9 +213,11 @@ class RunCallbacks:
     and before the history, the checkpoint and TensorBoard read them."""
 
     epoch: keras.callbacks.Callback
-    consistency: ConsistencyRampup
+    # The method's weight: λ1 (ConsistencyRampup) or FixMatch's λu (UnlabeledWeightSchedule).
+    unlabeled: WeightRampup
     local_clustering: LocalClusteringSchedule
-    learning_rate: LinearLRDecay
+    # LinearLRDecay, or with a cosine schedule in the optimizer a callback that logs it.
+    learning_rate: LinearLRDecay | LogLearningRate
     non_finite: NonFiniteLossGuard
     collapse: CollapseMonitor
     evaluation: EvaluationErrors
@@ -208,7 +233,7 @@ class RunCallbacks:
         optional = (self.confirmation_bias,)
         return [
             self.epoch,
-            self.consistency,
+            self.unlabeled,
             self.local_clustering,
             self.learning_rate,
             self.non_finite,
@@ -242,7 +267,9 @@ def build_callbacks(
     evaluate_at = evaluation_epochs(config.eval_every, config.epochs)
     bundle = RunCallbacks(
         epoch=batches.epoch_callback(),
-        consistency=ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
+        unlabeled=UnlabeledWeightSchedule(config.unlabeled_weight, 0)
+        if config.method == "fixmatch"
+        else ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
         local_clustering=LocalClusteringSchedule(
             config.lc_weight,
             config.lc_start_epoch,
@@ -250,7 +277,9 @@ def build_callbacks(
             epsilon_quantile=config.lc_epsilon_quantile,
             distance_batches=batches.global_batches(),
         ),
-        learning_rate=LinearLRDecay(config.lr_decay_start(), config.epochs),
+        learning_rate=LogLearningRate()
+        if config.lr_schedule == "cosine"
+        else LinearLRDecay(config.lr_decay_start(), config.epochs),
         non_finite=NonFiniteLossGuard(),
         collapse=CollapseMonitor(stop=config.stop_on_collapse),
         evaluation=EvaluationErrors(evaluation_split),
@@ -260,8 +289,9 @@ def build_callbacks(
         progress=ConciseProgbar(),
         user=list(user_callbacks),
     )
-    # The optimizer's rate, as build_optimizer set it (a restored state sets the same).
-    bundle.learning_rate.base_lr = config.lr
+    if isinstance(bundle.learning_rate, LinearLRDecay):
+        # The optimizer's rate, as build_optimizer set it (a restored state sets the same).
+        bundle.learning_rate.base_lr = config.lr
     if not is_chief:
         return bundle
     # The epoch's row before its state: a kill between the two trains that epoch
@@ -271,6 +301,11 @@ def build_callbacks(
         extra_columns=(
             *error_names(evaluation_split),
             *(DIAGNOSTICS if diagnostics is not None else ()),
+            *(
+                PSEUDO_LABEL_NAMES
+                if diagnostics is not None and config.method == "fixmatch"
+                else ()
+            ),
         ),
     )
     bundle.checkpoint = ResumeCheckpoint(

@@ -20,7 +20,7 @@ import math
 import keras
 import numpy as np
 
-from lcmt_tf.diagnostics import confirmation_bias
+from lcmt_tf.diagnostics import confirmation_bias, pseudo_labels
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.files import atomic_write_csv
 from lcmt_tf.schedules import linear_decay, sigmoid_rampup
@@ -237,6 +237,17 @@ class LinearLRDecay(keras.callbacks.LearningRateScheduler):
             self.base_lr = float(state["base_lr"])
 
 
+class LogLearningRate(keras.callbacks.Callback):
+    """Adds the optimizer's current `learning_rate` to the epoch's logs, as
+    LinearLRDecay does, for an optimizer whose rate is a LearningRateSchedule
+    (`--lr_schedule=cosine`): the rate at the end of the epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+
+
 def evaluation_epochs(every: int, total_epochs: int) -> list[int]:
     """fit's `validation_freq` that evaluates every `every` epochs and after the last
     one: the 1-based epochs, as Keras counts them (also when a fit resumes)."""
@@ -310,7 +321,9 @@ class ConfirmationBiasMonitor(keras.callbacks.Callback):
     `labels` are known (they are never used for training), and adds
     `lcmt_tf.diagnostics.NAMES` to the epoch's logs: the teacher's error on them, the
     images fixed and broken since the previous evaluation (NaN at the first one), and
-    who the misclassified images' neighbours are within the run's current ε. Its state
+    who the misclassified images' neighbours are within the run's current ε; for
+    FixMatch also `PSEUDO_LABEL_NAMES`, the student's pseudo-labels on them at its
+    threshold (the un-augmented image standing in for the weak view). Its state
     (the previous predictions) is saved with the run, so a resumed run measures what an
     uninterrupted one does. Put it before the callbacks that write the logs.
 
@@ -330,23 +343,34 @@ class ConfirmationBiasMonitor(keras.callbacks.Callback):
         self.last_result: dict[str, float] | None = None
         self._probe = None
 
-    def measure(self) -> tuple[np.ndarray, np.ndarray]:
-        """(student features z, teacher predictions) of `images`, in inference mode."""
+    def measure(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(student features z, teacher predictions, student logits) of `images`, in
+        inference mode."""
         if self._probe is None:  # one compiled function over the model's current weights
             self._probe = _FeaturesAndTeacherLogits(self.model)
-        features, logits = self._probe.predict(self.images, batch_size=self.batch_size, verbose=0)
-        return np.asarray(features, np.float32), np.argmax(logits, axis=-1)
+        features, logits, student_logits = self._probe.predict(
+            self.images, batch_size=self.batch_size, verbose=0
+        )
+        return (
+            np.asarray(features, np.float32),
+            np.argmax(logits, axis=-1),
+            np.asarray(student_logits, np.float32),
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 not in self.evaluate_at or logs is None:
             return
         if not np.isfinite(float(logs.get("loss", 0.0))):
             return
-        features, predictions = self.measure()
+        features, predictions, student_logits = self.measure()
         epsilon = float(keras.ops.convert_to_numpy(self.model.lc_epsilon))
         self.last_result = confirmation_bias(
             features, predictions, self.labels, epsilon, self.previous_predictions
         )
+        threshold = getattr(self.model, "threshold", None)
+        if threshold is not None:  # FixMatch: its pseudo-labels, from the student
+            probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(student_logits))
+            self.last_result.update(pseudo_labels(probabilities, self.labels, threshold))
         self.previous_predictions = predictions
         logs.update(self.last_result)
 
@@ -362,8 +386,9 @@ class ConfirmationBiasMonitor(keras.callbacks.Callback):
 
 
 class _FeaturesAndTeacherLogits(keras.Model):
-    """images -> (the student's features z, the teacher's logits), in inference mode,
-    with the MeanTeacher's own (current) weights: what the diagnostics predict with."""
+    """images -> (the student's features z, the teacher's logits, the student's
+    logits), in inference mode, with the model's own (current) weights: what the
+    diagnostics predict with."""
 
     def __init__(self, mean_teacher):
         super().__init__(name="features_and_teacher_logits")
@@ -371,9 +396,9 @@ class _FeaturesAndTeacherLogits(keras.Model):
 
     def call(self, images):
         normalized = self.mean_teacher.augmentation(images, training=False)
-        features, _ = self.mean_teacher.student(normalized, training=False)
+        features, student_logits = self.mean_teacher.student(normalized, training=False)
         _, teacher_logits = self.mean_teacher.teacher(normalized, training=False)
-        return features, teacher_logits
+        return features, teacher_logits, student_logits
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
@@ -549,19 +574,20 @@ class HistoryCSV(keras.callbacks.Callback):
 
 
 class ConciseProgbar(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, showing the few values a person watches: the loss and its
-    terms, the accuracies (and validation or test errors when evaluated), and ε and
-    the LC neighbour fraction once Local Clustering is on. Everything else still goes
-    to the history, history.csv and TensorBoard. Pass it in `callbacks` and Keras uses
-    it in place of its own; with verbose=2 it prints one line per epoch.
+    """Keras' progress bar, showing the few values a person watches: the loss and its terms
+    (with FixMatch's mask rate), the accuracies (and validation or test errors when
+    evaluated), and ε and the LC neighbour fraction once Local Clustering is on.
+    Everything else still goes to the history, history.csv and TensorBoard. Pass it in
+    `callbacks` and Keras uses it in place of its own; with verbose=2 it prints one line
+    per epoch.
 
     Example:
         model.fit(batches, epochs=100, callbacks=[ConciseProgbar(), ...])
     """
 
     SHOWN = (
-        "loss", "ce", "consistency", "student_accuracy", "teacher_accuracy",
-        "val_student_accuracy", "val_teacher_accuracy",
+        "loss", "ce", "consistency", "unlabeled", "mask_rate", "student_accuracy",
+        "teacher_accuracy", "val_student_accuracy", "val_teacher_accuracy",
     )  # fmt: skip
     SHOWN_WITH_LC = ("lc", "lc_epsilon", "lc_neighbor_fraction")
 
@@ -569,7 +595,7 @@ class ConciseProgbar(keras.callbacks.ProgbarLogger):
         logs = logs or {}
         names = self.SHOWN
         if float(logs.get("lc_weight", 0.0)) > 0:
-            names = (*names[:3], *self.SHOWN_WITH_LC, *names[3:])
+            names = (*names[:5], *self.SHOWN_WITH_LC, *names[5:])
         return {name: logs[name] for name in names if name in logs}
 
     def on_train_batch_end(self, batch, logs=None):

@@ -22,6 +22,8 @@ WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 FORWARD_PASSES = ("joint", "separate")
 TRANSLATE_PADDINGS = ("reflect", "zero")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
+METHODS = ("mean_teacher", "fixmatch")
+LR_SCHEDULES = ("linear", "cosine")
 # --dataset names of the benchmark data sets, and their tensorflow-datasets names.
 TFDS_NAMES = {"cifar10": "cifar10", "svhn": "svhn_cropped", "stl10": "stl10"}
 
@@ -148,7 +150,25 @@ class TrainConfig:
         "coupled: L2 added to the gradient before momentum, as PyTorch's SGD (the authors' "
         "code); decoupled: Keras' SGD weight decay, w -= lr * weight_decay * w",
     )
-    ema_decay: float = setting(0.99, "teacher EMA decay alpha")
+    lr_schedule: str = setting(
+        "linear",
+        "linear: --lr, then linearly to 0 over the last --lr_decay_epochs epochs (the "
+        "paper's); cosine: FixMatch's lr * cos(7 pi k / (16 K)) at step k, K = "
+        "--lr_schedule_steps",
+    )
+    lr_schedule_steps: int = setting(
+        0, "K of --lr_schedule=cosine: the steps its decay is planned over (FixMatch: 2^20)"
+    )
+    ema_decay: float = setting(
+        0.99, "teacher EMA decay alpha (FixMatch: its EMA model, evaluated as the teacher)"
+    )
+    # method
+    method: str = setting(
+        "mean_teacher",
+        "mean_teacher: consistency with an EMA teacher (the paper's); fixmatch: confident "
+        "pseudo-labels of weak views train the strong views (Sohn et al. 2020). Local "
+        "Clustering (--lc_weight) applies to both",
+    )
     # Mean Teacher and Local Clustering
     consistency_weight: float = setting(
         100.0, "lambda1, the consistency cost's weight after ramp-up (0 = none)"
@@ -185,6 +205,29 @@ class TrainConfig:
         "count the i = j pairs of the unlabeled block as LC neighbours, as the authors' code "
         "does (distance 0: each adds 1 to the loss's denominator and nothing to its "
         "numerator); false = only pairs of two different images",
+    )
+    # FixMatch (--method=fixmatch)
+    fixmatch_threshold: float = setting(
+        0.95, "FixMatch's tau: a pseudo-label counts where its confidence is at least this"
+    )
+    unlabeled_weight: float = setting(
+        1.0, "FixMatch's lambda_u, the pseudo-label cross-entropy's weight (constant)"
+    )
+    unlabeled_ratio: int = setting(
+        0,
+        "FixMatch's mu: with mu >= 1, --unlabeled_batch_size is mu times "
+        "--labeled_batch_size (and the flag's own value is ignored); 0 = as given",
+    )
+    strong_num_ops: int = setting(
+        2, "FixMatch's strong view: RandAugment operations per image (0 = none)"
+    )
+    strong_magnitude: float = setting(
+        0.5, "FixMatch's strong view: RandAugment's magnitude factor, in [0, 1]"
+    )
+    strong_cutout: float = setting(
+        0.5,
+        "FixMatch's strong view: Cutout, a gray square of side up to this share of the "
+        "image's side (0 = none)",
     )
     # running
     eval_every: int = setting(
@@ -269,6 +312,9 @@ class TrainConfig:
         # The flag is a string ('all' or a number); a number is kept as an int.
         if isinstance(self.num_labels, str) and self.num_labels.strip().isdigit():
             object.__setattr__(self, "num_labels", int(self.num_labels))
+        if isinstance(self.unlabeled_ratio, int) and self.unlabeled_ratio >= 1:
+            unlabeled = self.unlabeled_ratio * self.labeled_batch_size
+            object.__setattr__(self, "unlabeled_batch_size", unlabeled)
 
     def labels_all(self) -> bool:
         """--num_labels=all: every image of the labeled classes is labeled."""
@@ -363,6 +409,30 @@ class TrainConfig:
             f"--weight_decay_mode must be coupled or decoupled, not {self.weight_decay_mode!r}",
         )
         _check(0 <= self.ema_decay < 1, "--ema_decay must be in [0, 1)")
+        _check(
+            self.lr_schedule in LR_SCHEDULES,
+            f"--lr_schedule must be linear or cosine, not {self.lr_schedule!r}",
+        )
+        if self.lr_schedule == "cosine":
+            _check(
+                self.lr_schedule_steps >= 1,
+                "--lr_schedule=cosine needs --lr_schedule_steps=K >= 1, the steps its decay "
+                "is planned over (FixMatch: 1048576)",
+            )
+            _check(
+                self.lr_decay_epochs == 0,
+                "--lr_decay_epochs is the linear schedule's; with --lr_schedule=cosine set it to 0",
+            )
+        _check(
+            self.method in METHODS,
+            f"--method must be mean_teacher or fixmatch, not {self.method!r}",
+        )
+        _check(0 <= self.fixmatch_threshold <= 1, "--fixmatch_threshold must be in [0, 1]")
+        _check(self.unlabeled_weight >= 0, "--unlabeled_weight must be >= 0")
+        _check(self.unlabeled_ratio >= 0, "--unlabeled_ratio must be >= 0 (0 = as given)")
+        _check(self.strong_num_ops >= 0, "--strong_num_ops must be >= 0")
+        _check(0 <= self.strong_magnitude <= 1, "--strong_magnitude must be in [0, 1]")
+        _check(0 <= self.strong_cutout < 1, "--strong_cutout must be in [0, 1)")
         _check(self.consistency_weight >= 0, "--consistency_weight must be >= 0")
         _check(self.consistency_rampup_epochs >= 0, "--consistency_rampup_epochs must be >= 0")
         _check(self.lc_weight >= 0, "--lc_weight must be >= 0 (0 = plain Mean Teacher)")

@@ -12,6 +12,9 @@ previous measurement, and for the misclassified ones who their ε-neighbours are
 the student's features z, with the run's own ε and the distance Local Clustering
 uses: the mean over features of the squared difference).
 
+FixMatch's confirmation bias is its pseudo-labels: `pseudo_labels` measures how many
+of them the student would keep at its threshold and how many of those are wrong.
+
 Pure NumPy, on features and predictions computed in inference mode.
 """
 
@@ -31,6 +34,34 @@ NAMES = (
     "unlabeled_neighbor_fraction",
     *DISTANCE_QUANTILES,
 )
+
+# FixMatch's: the student's pseudo-labels on the same images (`pseudo_labels`).
+PSEUDO_LABEL_NAMES = ("pseudo_label_error", "pseudo_label_mask_rate")
+
+
+def pseudo_labels(
+    student_probabilities: np.ndarray, labels: np.ndarray, threshold: float
+) -> dict[str, float]:
+    """FixMatch's pseudo-labels over n unlabeled images with known labels.
+
+    Args:
+        student_probabilities: (n, classes) the student's softmax, in inference mode.
+        labels: (n,) the true classes.
+        threshold: tau: a pseudo-label (the argmax) counts where its probability is at
+            least tau.
+
+    Returns:
+        `pseudo_label_mask_rate`, the share of images whose pseudo-label counts, and
+        `pseudo_label_error` (%), the share of those whose pseudo-label is wrong (NaN
+        when none counts).
+    """
+    probabilities = np.asarray(student_probabilities, np.float64)
+    kept = probabilities.max(axis=1) >= threshold
+    wrong = np.argmax(probabilities, axis=1) != np.asarray(labels)
+    return {
+        "pseudo_label_error": 100.0 * float(np.mean(wrong[kept])) if kept.any() else float("nan"),
+        "pseudo_label_mask_rate": float(np.mean(kept)),
+    }
 
 
 def mean_squared_distances(features: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""SGD as the authors' PyTorch code runs it, for `--weight_decay_mode=coupled`.
+"""SGD as the authors' PyTorch code runs it, for `--weight_decay_mode=coupled`, and
+FixMatch's cosine learning rate, for `--lr_schedule=cosine`.
 
 Keras' SGD differs from `torch.optim.SGD(params, lr, momentum, weight_decay,
 nesterov=True)` in two ways: its weight decay is decoupled (w <- w - lr * wd * w,
@@ -10,6 +11,8 @@ gradient.
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import ops
@@ -67,3 +70,40 @@ class CoupledWeightDecaySGD(keras.optimizers.SGD):
         config = super().get_config()
         config.pop("weight_decay", None)
         return {**config, "coupled_weight_decay": self.coupled_weight_decay}
+
+
+@keras.saving.register_keras_serializable(package="lcmt_tf")
+class FixMatchCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """FixMatch's learning rate (Sohn et al. 2020, section 4): at step k,
+
+        lr * cos(7 pi k / (16 K))
+
+    which falls from `lr` to lr * cos(7 pi / 16) ~ 0.2 lr at k = K, never to 0. Keras
+    calls it with the optimizer's `iterations`, which the optimizer's state holds, so
+    a restored run continues the curve where it stopped.
+
+    Args:
+        initial_learning_rate: lr above (> 0).
+        decay_steps: K above (>= 1); past it the rate stays at its value at K.
+    """
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int):
+        if not initial_learning_rate > 0:
+            raise ValueError(
+                f"FixMatchCosineDecay: initial_learning_rate must be > 0, not "
+                f"{initial_learning_rate!r}"
+            )
+        if int(decay_steps) < 1:
+            raise ValueError(f"FixMatchCosineDecay: decay_steps must be >= 1, not {decay_steps!r}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_steps = int(decay_steps)
+
+    def __call__(self, step):
+        progress = ops.minimum(ops.cast(step, "float32") / float(self.decay_steps), 1.0)
+        return self.initial_learning_rate * ops.cos((7.0 * math.pi / 16.0) * progress)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+        }

@@ -7,7 +7,7 @@ Files in config.model_dir (lcmt_tf.run_dir):
     training_state.npz       full state after the last completed epoch (for resume)
     history.csv              per-epoch values, a row per epoch
     tensorboard/             per-epoch scalars
-    model.keras              the final MeanTeacher (student + teacher)
+    model.keras              the final model (MeanTeacher or FixMatch: student + teacher)
     results.json             final test (and validation) errors, epochs run, wall time,
                              why it stopped, and the software and device it ran on
 """
@@ -38,7 +38,6 @@ from lcmt_tf.data.training_data import evaluation_set, load_training_data
 from lcmt_tf.diagnostics import without_nan
 from lcmt_tf.distribute import Distribution, check_batch_split, start_distribution
 from lcmt_tf.errors import UserInputError
-from lcmt_tf.mean_teacher import MeanTeacher
 from lcmt_tf.provenance import software
 from lcmt_tf.run_dir.checkpoint import load_training_state
 from lcmt_tf.run_dir.fork import copy_history, fork_state_path
@@ -51,7 +50,7 @@ from lcmt_tf.run_dir.lifecycle import (
 )
 from lcmt_tf.run_dir.lock import holding
 from lcmt_tf.sanity import check_loss_terms
-from lcmt_tf.semi_supervised import error_names, errors_from_accuracies
+from lcmt_tf.semi_supervised import SemiSupervisedModel, error_names, errors_from_accuracies
 from lcmt_tf.steps import SUPPORTED_BACKENDS
 
 
@@ -162,7 +161,13 @@ def _train(
         init_images = None if restore_from else batches.batch(0)["labeled_images"]
         model = build_model(config, dataset, init_images)
         if config.sanity_check:
-            check_loss_terms(model, batches.batch(0), config.consistency_weight, config.lc_weight)
+            check_loss_terms(
+                model,
+                batches.batch(0),
+                config.consistency_weight,
+                config.lc_weight,
+                config.unlabeled_weight if config.method == "fixmatch" else 0.0,
+            )
         # The diagnostics run the model in this process alone: on one device only.
         diagnostics = diagnostics_pool(config, batches) if distribution.engine is None else None
         callbacks = build_callbacks(
@@ -242,7 +247,7 @@ def progress_verbosity(verbose: int) -> int:
 
 def final_results(
     config: TrainConfig,
-    model: MeanTeacher,
+    model: SemiSupervisedModel,
     callbacks: RunCallbacks,
     evaluations: dict,
     *,

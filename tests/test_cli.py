@@ -197,6 +197,72 @@ def test_every_mt_lc_flag_file_can_fork_from_its_mean_teacher_pair_at_lc_start(s
     check_fork(dataclasses.replace(lcmt, fork_from=mean_teacher.model_dir), mean_teacher)
 
 
+# USB's classic_cv FixMatch on CIFAR-10 (and the FixMatch paper), written out
+# independently of the flag files.
+USB_FIXMATCH = dict(
+    dataset="cifar10",
+    method="fixmatch",
+    model="wrn_28_2",
+    labeled_batch_size=64,
+    unlabeled_ratio=7,
+    unlabeled_batch_size=448,
+    lr=0.03,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=5e-4,
+    weight_decay_mode="coupled",
+    lr_schedule="cosine",
+    lr_schedule_steps=2**20,
+    lr_decay_epochs=0,
+    fixmatch_threshold=0.95,
+    unlabeled_weight=1.0,
+    ema_decay=0.999,
+    hflip=True,
+    translate=4,
+    translate_padding="reflect",
+)
+
+
+@pytest.mark.parametrize("labels", [40, 250, 4000])
+def test_fixmatch_flag_files_hold_usbs_protocol_and_fork_into_their_lc_twin(labels):
+    name = f"cifar10_fixmatch_{labels}"
+    fixmatch, twin = (
+        dry_run(f"--flagfile=flags/{name}.txt"),
+        dry_run(f"--flagfile=flags/{name}_lc.txt"),
+    )
+    for resolved in (fixmatch, twin):
+        for key, value in {**USB_FIXMATCH, "num_labels": labels}.items():
+            assert resolved[key] == value, (name, key)
+    # An epoch is one pass over the unlabeled pool (the labeled images excluded): the
+    # run is the fewest epochs that reach 2^20 steps.
+    steps = (50000 - labels) // 448
+    assert (fixmatch["epochs"] - 1) * steps < 2**20 <= fixmatch["epochs"] * steps
+    assert fixmatch["lc_weight"] == 0 and twin["lc_weight"] > 0
+    assert fixmatch["keep_epochs"] == str(twin["lc_start_epoch"])
+    assert (fixmatch["model_dir"], twin["model_dir"]) == (f"runs/{name}", f"runs/{name}_lc")
+    mine, source = resolved_config(f"{name}_lc"), resolved_config(name)
+    check_fork(dataclasses.replace(mine, fork_from=source.model_dir), source)
+
+
+def test_the_fixmatch_demo_is_the_demo_with_fixmatch_and_its_twin_adds_only_lc():
+    demo, fixmatch = (
+        dry_run("--flagfile=flags/digits.txt"),
+        dry_run("--flagfile=flags/digits_fixmatch.txt"),
+    )
+    twin = dry_run("--flagfile=flags/digits_fixmatch_lc.txt")
+    assert fixmatch["method"] == twin["method"] == "fixmatch" and demo["method"] == "mean_teacher"
+    fixmatch_only = {"method", "ema_decay", "consistency_weight", "lc_weight", "model_dir"}
+    assert {k for k in demo if demo[k] != fixmatch[k]} == fixmatch_only
+    lc = {"lc_weight", "lc_start_epoch", "lc_rampup_epochs", "lc_epsilon", "model_dir"}
+    assert {k for k in fixmatch if fixmatch[k] != twin[k]} <= lc
+    assert (twin["lc_weight"], twin["lc_start_epoch"]) == (
+        demo["lc_weight"],
+        demo["lc_start_epoch"],
+    )
+    mine, source = resolved_config("digits_fixmatch_lc"), resolved_config("digits_fixmatch")
+    check_fork(dataclasses.replace(mine, fork_from=source.model_dir), source)
+
+
 def test_demo_flag_files_differ_only_in_the_unlabeled_losses():
     lcmt = dry_run("--flagfile=flags/digits.txt")
     mean_teacher = dry_run("--flagfile=flags/digits_mt.txt")

@@ -86,3 +86,27 @@ def test_distribution_settings_are_checked(settings, message):
     with pytest.raises(UserInputError) as error:
         TrainConfig(**settings).validate()
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(method="mixmatch"), "--method must be mean_teacher or fixmatch, not 'mixmatch'"),
+        (dict(lr_schedule="cosine"), "--lr_schedule=cosine needs --lr_schedule_steps=K >= 1, "
+         "the steps its decay is planned over (FixMatch: 1048576)"),
+        (dict(lr_schedule="cosine", lr_schedule_steps=10, lr_decay_epochs=5),
+         "--lr_decay_epochs is the linear schedule's; with --lr_schedule=cosine set it to 0"),
+        (dict(fixmatch_threshold=1.5), "--fixmatch_threshold must be in [0, 1]"),
+        (dict(unlabeled_ratio=-1), "--unlabeled_ratio must be >= 0 (0 = as given)"),
+        (dict(strong_cutout=1.0), "--strong_cutout must be in [0, 1)"),
+    ],
+)  # fmt: skip
+def test_fixmatch_settings_are_checked(settings, message):
+    with pytest.raises(UserInputError) as error:
+        TrainConfig(**settings).validate()
+    assert str(error.value) == message
+
+
+def test_unlabeled_ratio_sets_the_unlabeled_batch_and_zero_keeps_it():
+    assert TrainConfig(labeled_batch_size=64, unlabeled_ratio=7).unlabeled_batch_size == 448
+    assert TrainConfig(unlabeled_batch_size=100, unlabeled_ratio=0).unlabeled_batch_size == 100

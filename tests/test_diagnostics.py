@@ -149,3 +149,19 @@ def test_a_mean_teacher_model_measures_lc_without_training_on_it():
     with_lc.optimizer.build(with_lc.trainable_variables)
     assert plain.loss_term_gradient_norms(batch, ["lc"])["lc"][1] == 0.0  # measured only
     assert with_lc.loss_term_gradient_norms(batch, ["lc"])["lc"][1] > 0.0  # the control
+
+
+def test_pseudo_labels_count_only_confident_predictions_at_the_threshold_edge():
+    from lcmt_tf.diagnostics import pseudo_labels
+
+    probabilities = np.array([[0.95, 0.05], [0.2, 0.8], [0.05, 0.95], [0.5, 0.5]])
+    labels = np.array([0, 0, 0, 1])
+    # Kept: rows 0 and 2 (exactly at tau); row 2's pseudo-label (1) is wrong.
+    assert pseudo_labels(probabilities, labels, 0.95) == {
+        "pseudo_label_error": 50.0,
+        "pseudo_label_mask_rate": 0.5,
+    }
+    none = pseudo_labels(probabilities, labels, 0.99)
+    assert none["pseudo_label_mask_rate"] == 0 and np.isnan(none["pseudo_label_error"])
+    every = pseudo_labels(probabilities, labels, 0.0)
+    assert every == {"pseudo_label_error": 75.0, "pseudo_label_mask_rate": 1.0}

@@ -415,3 +415,27 @@ def test_budget_plan_lists_a_table_per_label_count_and_runs_nothing(tmp_path):
     for method in ("supervised", "mt", "mtlc"):
         assert sum(f" {method} seed 0 " in line for line in lines) == 2, lines
     assert not root.exists()
+
+
+def test_a_setting_with_an_lc_twin_pairs_its_file_with_the_twin_and_names_its_method(tmp_path):
+    from lcmt_tf.experiments.runner import flag_files, method_name
+
+    files = flag_files("digits_fixmatch", ("mt", "mtlc"))
+    assert {role: os.path.basename(path) for role, path in files.items()} == {
+        "mt": "digits_fixmatch.txt",
+        "mtlc": "digits_fixmatch_lc.txt",
+    }
+    files = flag_files("digits", ("mt", "mtlc"))
+    assert [os.path.basename(files[role]) for role in ("mt", "mtlc")] == [
+        "digits_mt.txt",
+        "digits.txt",
+    ]
+    # A user's twin in --flags_dir wins like any of their files.
+    (tmp_path / "mine.txt").write_text("--flagfile=digits_fixmatch.txt\n")
+    (tmp_path / "mine_lc.txt").write_text("--flagfile=digits_fixmatch_lc.txt\n")
+    assert flag_files("mine", ("mt", "mtlc"), [str(tmp_path)])["mtlc"] == str(
+        tmp_path / "mine_lc.txt"
+    )
+    fixmatch = [{"config": {"method": "fixmatch"}}]
+    assert [method_name(role, fixmatch) for role in ("mt", "mtlc")] == ["FixMatch", "FixMatch + LC"]
+    assert [method_name(role) for role in ("mt", "mtlc")] == ["Mean Teacher", "MT + LC"]

@@ -99,3 +99,57 @@ def test_wrong_fixmatch_arguments_are_refused_with_one_line():
         fixmatch(unlabeled_weight=2.0)
     with pytest.raises(UserInputError, match="cutout must be in"):
         StrongAugmentation([0.5], [0.25], cutout=1.0)
+
+
+@pytest.mark.tensorflow_only  # the command line, backend-independent: checked once
+def test_the_command_line_trains_fixmatch_forks_fixmatch_lc_and_evaluates_it(tmp_path):
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, train
+
+    quick = ["--width=0.5", "--epochs=3", "--eval_every=1", "--verbose=2"]
+    cosine = ["--lr_schedule=cosine", "--lr_schedule_steps=30", "--lr_decay_epochs=0"]
+    source = tmp_path / "fixmatch"
+    completed = train(
+        "--flagfile=flags/digits_fixmatch.txt", *quick, *cosine, "--keep_epochs=2",
+        f"--model_dir={source}",
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.load(open(source / "results.json"))
+    assert results["config"]["method"] == "fixmatch" and results["completed"]
+    pseudo = results["confirmation_bias"]
+    assert 0 <= pseudo["pseudo_label_mask_rate"] <= 1
+    rows = list(csv.DictReader(open(source / "history.csv")))
+    assert {"unlabeled", "mask_rate", "pseudo_label_error", "pseudo_label_mask_rate"} <= set(
+        rows[0]
+    )
+    # The cosine rate at the end of each epoch, from the step count alone.
+    steps = results["num_unlabeled"] // 128
+    for epoch, row in enumerate(rows, start=1):
+        expected = 0.05 * np.cos(7 * np.pi * min(epoch * steps, 30) / (16 * 30))
+        assert float(row["learning_rate"]) == pytest.approx(expected, rel=1e-5)
+    assert all(float(row["lc_weight"]) == 0 for row in rows)
+
+    twin = tmp_path / "fixmatch_lc"
+    completed = train(
+        "--flagfile=flags/digits_fixmatch_lc.txt", *quick, *cosine, "--lc_start_epoch=2",
+        "--lc_rampup_epochs=0", f"--fork_from={source}", f"--model_dir={twin}",
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    forked = list(csv.DictReader(open(twin / "history.csv")))
+    assert [row["loss"] for row in forked[:2]] == [row["loss"] for row in rows[:2]]
+    assert float(forked[2]["lc_weight"]) == 10 and float(forked[2]["lc"]) > 0
+
+    evaluated = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "evaluate.py"), f"--model_dir={twin}"],
+        cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads(evaluated.stdout)
+    final = json.load(open(twin / "results.json"))
+    assert report["teacher_test_error"] == pytest.approx(final["teacher_test_error"])

@@ -100,3 +100,21 @@ def test_the_optimizer_round_trips_through_its_config():
     assert restored.coupled_weight_decay == 1e-4 and restored.nesterov and restored.momentum == 0.9
     with pytest.raises(ValueError, match="coupled_weight_decay, not weight_decay"):
         CoupledWeightDecaySGD(0.05, weight_decay=1e-4)
+
+
+def test_fixmatch_cosine_rate_is_the_closed_form_and_resumes_with_the_step():
+    config = TrainConfig(lr=0.03, lr_schedule="cosine", lr_schedule_steps=1000)
+    optimizer = build_optimizer(config)
+    variable = keras.Variable(np.zeros(2, "float32"))
+    optimizer.build([variable])
+    for step in (0, 1, 500, 1000, 4000):
+        optimizer.iterations.assign(step)
+        rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        expected = 0.03 * np.cos(7 * np.pi * min(step, 1000) / (16 * 1000))
+        np.testing.assert_allclose(rate, expected, rtol=1e-6)
+    # The schedule is a function of the optimizer's saved step, so it survives saving.
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    restored.build([variable])
+    restored.iterations.assign(500)
+    rate = float(keras.ops.convert_to_numpy(restored.learning_rate))
+    assert rate == pytest.approx(0.03 * np.cos(7 * np.pi / 32))

@@ -33,10 +33,21 @@ from lcmt_tf.launch import TRAIN_COMMAND
 from lcmt_tf.run_dir.layout import HISTORY_FILE, RESULTS_FILE, STATE_FILE, saved_epoch
 
 # The methods of a setting S and their flag files: S_supervised.txt (optional), S_mt.txt
-# and S.txt, in the user's folders of flag files (`flags_dirs`) or else installed.
+# and S.txt, in the user's folders of flag files (`flags_dirs`) or else installed. A
+# setting with an LC twin (S.txt and S_lc.txt, as digits_fixmatch) has S.txt in the
+# role "mt" (the method without LC) and S_lc.txt in "mtlc" (with LC).
 METHODS = ("supervised", "mt", "mtlc")
 METHOD_NAMES = {"supervised": "supervised only", "mt": "Mean Teacher", "mtlc": "MT + LC"}
+FIXMATCH_NAMES = {"supervised": "supervised only", "mt": "FixMatch", "mtlc": "FixMatch + LC"}
 FLAG_FILE_SUFFIX = {"supervised": "_supervised", "mt": "_mt", "mtlc": ""}
+TWIN_SUFFIX = {"supervised": "_supervised", "mt": "", "mtlc": "_lc"}
+
+
+def method_name(role: str, results: Sequence[dict] = ()) -> str:
+    """The name a table gives a role ("mt", "mtlc", "supervised"): its method's, from
+    the configurations of its finished runs' results (Mean Teacher's without any)."""
+    fixmatch = any(result.get("config", {}).get("method") == "fixmatch" for result in results)
+    return (FIXMATCH_NAMES if fixmatch else METHOD_NAMES)[role]
 
 
 MAX_SEEDS = 10_000
@@ -78,11 +89,12 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def flag_file(setting: str, method: str, flags_dirs: Sequence[str] = ()) -> str:
-    """S_supervised.txt, S_mt.txt or S.txt (absolute), from the first of `flags_dirs`
-    that has it, else from the installed flag files; the path in the last of these
-    when none has it."""
-    name = f"{setting}{FLAG_FILE_SUFFIX[method]}.txt"
+    """S_supervised.txt, S_mt.txt or S.txt (S.txt or S_lc.txt for a setting with an LC
+    twin), absolute, from the first of `flags_dirs` that has it, else from the
+    installed flag files; the path in the last of these when none has it."""
     folders = [*flags_dirs, PACKAGED_FLAGS_DIR]
+    twin = any(os.path.isfile(os.path.join(folder, f"{setting}_lc.txt")) for folder in folders)
+    name = f"{setting}{(TWIN_SUFFIX if twin else FLAG_FILE_SUFFIX)[method]}.txt"
     for folder in folders:
         if os.path.isfile(os.path.join(folder, name)):
             return os.path.abspath(os.path.join(folder, name))

@@ -1,12 +1,13 @@
-"""The paper's Table I for any settings and seeds: Mean Teacher against MT+LC.
+"""The paper's Table I for any settings and seeds: Mean Teacher against MT+LC (or
+FixMatch against FixMatch + LC).
 
 For each setting S and seed K the table trains `flags/S_mt.txt` (method "mt") and
-`flags/S.txt` ("mtlc"), and with `methods` including "supervised" also
-`flags/S_supervised.txt`, in `ROOT/S/METHOD/seed_K` with `--seed=K --label_seed=K`.
-With `fork`, each MT+LC run starts from its seed's MT run at the LC start epoch
-(`--fork_from`), so the pair shares those epochs exactly. The table holds final-epoch
-errors; the best error over evaluations (test-set selection) only in its own labelled
-column.
+`flags/S.txt` ("mtlc") (for a setting with an LC twin, S.txt and S_lc.txt), and with
+`methods` including "supervised" also `flags/S_supervised.txt`, in
+`ROOT/S/METHOD/seed_K` with `--seed=K --label_seed=K`. With `fork`, each MT+LC run
+starts from its seed's MT run at the LC start epoch (`--fork_from`), so the pair shares
+those epochs exactly. The table holds final-epoch errors; the best error over
+evaluations (test-set selection) only in its own labelled column.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from collections.abc import Sequence
 
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.experiments.runner import (
-    METHOD_NAMES,
     METHODS,
     Run,
     finished_results,
     flag_files,
+    method_name,
     nan_to_none,
     override_args,
     resolve,
@@ -93,7 +94,9 @@ def summarize(runs: Sequence[Run]) -> dict:
             }
             if any(run.method == method for run in runs):
                 by_method[method] = values
-                rows.append(error_row({"setting": setting, "method": method}, values))
+                names = {"setting": setting, "method": method,
+                         "method_name": method_name(method, list(values.values()))}  # fmt: skip
+                rows.append(error_row(names, values))
         common = sorted(set(by_method["mt"]) & set(by_method["mtlc"]))
         entry = {"setting": setting, "seeds": common}
         for network in ("teacher", "student"):
@@ -153,15 +156,16 @@ def markdown(table: dict) -> str:
     for row in table["rows"]:
         seeds = ",".join(map(str, row["seeds"])) or "none finished"
         lines.append(
-            f"| {row['setting']} | {METHOD_NAMES[row['method']]} | {seeds} "
+            f"| {row['setting']} | {row['method_name']} | {seeds} "
             f"| {error_cell(row, 'teacher_test_error')} "
             f"| {error_cell(row, 'student_test_error')} "
             f"| {error_cell(row, 'teacher_best_test_error')} |"
         )
     lines += [
         "",
-        "Paired difference MT+LC − MT, final teacher test error (percentage points; "
-        "negative: LC helps), per seed, mean and 95 % t-interval:",
+        "Paired difference with LC − without LC (MT+LC − MT; FixMatch+LC − FixMatch), final "
+        "teacher test error (percentage points; negative: LC helps), per seed, mean and 95 % "
+        "t-interval:",
         "",
     ]
     for entry in table["paired"]:
