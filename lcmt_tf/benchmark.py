@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from lcmt_tf.builders import build_model, build_optimizer, configure_backend
+from lcmt_tf.builders import assign_full_weights, build_model, build_optimizer, configure_backend
 from lcmt_tf.config import TrainConfig
 from lcmt_tf.data import ImageDataset, SemiSupervisedBatches
 
@@ -81,8 +81,7 @@ def build_benchmark_model(mode: str, config: TrainConfig, dataset: ImageDataset)
         config, dataset, init_images=dataset.x_train[:LABELED], measure_local_clustering=False
     )
     if mode != "supervised":
-        model.consistency_weight.assign(config.consistency_weight)
-        model.lc_weight.assign(config.lc_weight)
+        assign_full_weights(model, config)
         return model, model.student
     images = keras.Input(IMAGE_SHAPE, dtype="uint8")
     _, logits = model.student(model.augmentation(images))

@@ -168,6 +168,13 @@ def build_model(
     return model
 
 
+def assign_full_weights(model: SemiSupervisedModel, config: TrainConfig) -> None:
+    """Sets the model's loss weights (its `WEIGHTS`: λ1 or λu, and λ2) to the values
+    the configuration's schedules reach, for a measurement that runs without them."""
+    for name in model.WEIGHTS:
+        getattr(model, name).assign(getattr(config, name))
+
+
 def evaluation_batches(
     dataset: ImageDataset, distribution: Distribution, split: str = "test"
 ) -> LabeledBatches:

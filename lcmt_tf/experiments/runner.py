@@ -341,15 +341,14 @@ def measure_epoch_seconds(config: dict, steps: int = 3) -> float:
     """Seconds an epoch of this configuration takes here: the mean time of `steps`
     training steps after one warm-up step (compilation), times the steps of an epoch.
     Loads the data and builds the model as the run will."""
-    from lcmt_tf.builders import build_model, configure_backend
+    from lcmt_tf.builders import assign_full_weights, build_model, configure_backend
     from lcmt_tf.data.training_data import load_training_data
 
     settings = TrainConfig.from_dict(config)
     dataset, _, _, batches = load_training_data(settings)
     configure_backend(settings)
     model = build_model(settings, dataset, batches[0]["labeled_images"])
-    model.consistency_weight.assign(settings.consistency_weight)
-    model.lc_weight.assign(settings.lc_weight)
+    assign_full_weights(model, settings)
     model.fit(batches, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
     start = time.perf_counter()
     model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
