@@ -28,6 +28,15 @@ TRAIN_SCRIPT = os.path.join(ROOT, "scripts", "train.py")
 NO_STARTUP_CHECK = "--sanity_check=false"
 
 
+def pytest_collection_modifyitems(config, items):
+    """`slow_on_jax` / `slow_on_tensorflow`: checked in the other backend's suite in CI,
+    and in this backend's suite only in the slow tier (it is `slow` here)."""
+    marker = f"slow_on_{keras.backend.backend()}"
+    for item in items:
+        if item.get_closest_marker(marker):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def jax_compilation_cache(tmp_path_factory):
     """One JAX persistent compilation cache for every subprocess of the session (JAX's

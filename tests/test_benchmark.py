@@ -35,6 +35,7 @@ def run_benchmark(tmp_path, *args):
     return completed, written["records"]
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only  # four compilations; the next test runs the benchmark on JAX too
 def test_benchmark_writes_one_record_per_configuration(tmp_path):
     """Modes x inputs (supervised, the remaining mode, is the next test's)."""
@@ -73,6 +74,7 @@ def test_benchmark_writes_one_record_per_configuration(tmp_path):
     assert "| mode | input |" in completed.stdout
 
 
+@pytest.mark.slow_on_jax
 def test_every_requested_step_is_timed_beyond_one_pass_of_the_pipeline(tmp_path):
     """The benchmark's pipeline holds 28 batches; 2 repeats of 16 steps must all run
     (here with the weight-normalized network)."""

@@ -20,6 +20,7 @@ from lcmt_tf.run_dir.checkpoint import load_training_state, save_training_state
 from conftest import FixedBatches, random_batch, small_mean_teacher
 
 
+@pytest.mark.slow_on_jax
 def test_measuring_distances_leaves_the_model_as_it_was():
     model = small_mean_teacher(lc_weight=1.0)
     model.compile(optimizer=keras.optimizers.SGD(0.05))

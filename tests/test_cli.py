@@ -443,6 +443,7 @@ def test_check_data_names_each_problem_on_a_line_and_exits_2(tmp_path):
     assert "1 labeled training images also appear in the evaluation set" in problems[1]
 
 
+@pytest.mark.slow
 @pytest.mark.jax_only  # the command line, backend-independent: checked once
 def test_all_labels_without_a_test_folder_needs_a_validation_split(tmp_path):
     data = image_folder(tmp_path / "data", with_test=False)

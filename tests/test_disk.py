@@ -187,6 +187,7 @@ def test_a_run_on_a_folder_from_disk_ends_where_the_same_run_from_memory_ends(tm
     ).read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only  # tensorflow-datasets
 def test_stl10_trains_with_its_unlabeled_split_on_disk(tmp_path):
     import tensorflow_datasets as tfds

@@ -113,6 +113,7 @@ def test_mistakes_end_with_one_line_and_exit_2(args, message, tmp_path):
 
 
 @pytest.mark.tensorflow_only
+@pytest.mark.slow
 def test_plan_lists_the_runs_with_measured_projections_and_runs_nothing(tmp_path):
     root = tmp_path / "table"
     completed = experiment("table", "--settings=digits", "--seeds=3", f"--root={root}", "--fork",
@@ -183,6 +184,7 @@ def test_forked_table_matches_its_runs(table_root):
     assert "test-set selection" in (table_root / "table.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only
 def test_a_table_rerun_only_finishes_what_is_left(table_root):
     runs = run_dirs(table_root)
@@ -206,6 +208,7 @@ def test_a_table_rerun_only_finishes_what_is_left(table_root):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only
 def test_sweep_shares_the_table_runs_and_summarizes_each_value(table_root):
     # 0: Mean Teacher (the table's run); 0.1: the flag file's epsilon (the table's MT+LC
@@ -284,6 +287,7 @@ def test_bias_draws_the_diagnostics_of_both_methods(table_root):
     assert (table_root / "digits" / "bias.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only
 def test_tsne_maps_both_runs_and_writes_projector_files(table_root):
     completed = experiment("tsne", "--setting=digits", f"--root={table_root}", "--max_points=60")
@@ -404,6 +408,7 @@ def test_budget_writes_a_table_per_label_count_from_its_runs(tmp_path):
     assert os.path.getsize(paths[2]) > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only  # the command line's checks do not depend on the backend
 def test_budget_plan_lists_a_table_per_label_count_and_runs_nothing(tmp_path):
     root = tmp_path / "budget"

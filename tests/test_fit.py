@@ -48,6 +48,7 @@ def model_of(digits, **kwargs):
     return model
 
 
+@pytest.mark.slow_on_jax
 def test_fit_with_keras_defaults_serves_each_epoch_its_own_seeded_order(digits):
     batches = batches_of(digits, RecordingBatches)
     model_of(digits).fit(batches, epochs=2, verbose=0)  # no epoch callback, default shuffle
@@ -93,6 +94,7 @@ def user_training(digits, checkpoint_path, csv_path):
     return history.history
 
 
+@pytest.mark.slow_on_jax
 def test_a_keras_users_fit_with_validation_and_keras_callbacks_is_reproducible(digits, tmp_path):
     first = user_training(digits, tmp_path / "best.keras", tmp_path / "log.csv")
     second = user_training(digits, tmp_path / "best2.keras", tmp_path / "log2.csv")
@@ -107,6 +109,7 @@ def test_a_keras_users_fit_with_validation_and_keras_callbacks_is_reproducible(d
     assert (tmp_path / "log.csv").read_text().count("\n") == 5  # a header and 4 epochs
 
 
+@pytest.mark.slow_on_jax
 def test_run_takes_the_users_keras_callbacks_with_the_evaluations_in_their_logs(tmp_path):
     config = lcmt_tf.train_config(
         ["--flagfile=digits", "--width=0.25", "--epochs=3", "--eval_every=2",

@@ -47,6 +47,7 @@ def test_every_fixmatch_term_moves_the_student_and_none_the_ema_model():
     assert model.threshold == 0.95  # the check counted every pseudo-label, then restored tau
 
 
+@pytest.mark.slow_on_jax
 def test_fit_logs_the_fixmatch_terms_and_the_ema_model_copies_batch_statistics():
     model = fixmatch(threshold=0.0)  # every pseudo-label counts: mask rate 1
     schedule = LocalClusteringSchedule(1, 1, 0)
@@ -63,6 +64,7 @@ def test_fit_logs_the_fixmatch_terms_and_the_ema_model_copies_batch_statistics()
         )
 
 
+@pytest.mark.slow_on_jax
 def test_a_saved_fixmatch_loads_with_its_settings_and_predicts_the_same(tmp_path):
     model = fixmatch(threshold=0.7)
     model.fit(Batches(), epochs=1, verbose=0)
@@ -75,6 +77,7 @@ def test_a_saved_fixmatch_loads_with_its_settings_and_predicts_the_same(tmp_path
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
 
 
+@pytest.mark.slow_on_jax
 def test_the_strong_view_is_seeded_per_image_and_only_when_training():
     images = batch(1, unlabeled=64)["unlabeled_images"]
     first = StrongAugmentation([0.5], [0.25], seed=3)

@@ -44,6 +44,7 @@ def packed_images(tmp_path):
     return tmp_path / "cifar10_jpeg.npz"
 
 
+@pytest.mark.slow
 # In the TensorFlow suite, to balance the two: the script's own runs train on JAX.
 @pytest.mark.tensorflow_only
 def test_gpu_run_measures_then_trains_the_forked_pair_within_its_budget(tmp_path, packed_images):

@@ -142,7 +142,7 @@ def exported_probabilities(folder_run, images):
     return run_exported("savedmodel", str(export), images)
 
 
-@pytest.mark.parametrize("kind", ["savedmodel", "onnx"])
+@pytest.mark.parametrize("kind", ["savedmodel", pytest.param("onnx", marks=pytest.mark.slow)])
 def test_exported_teacher_loads_without_lcmt_tf_and_matches_predict(kind, folder_run, tmp_path):
     import keras
 

@@ -142,6 +142,7 @@ def test_a_default_built_model_trains_mean_teacher_with_the_papers_rampup(digits
     assert difference > 1e-4  # the consistency term trained the student in epoch 2
 
 
+@pytest.mark.slow_on_jax
 def test_keras_callbacks_watch_the_teacher_without_mode(digits, tmp_path):
     model = new_model(digits)
     history = model.fit(
@@ -186,6 +187,7 @@ class StopAt(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
+@pytest.mark.slow_on_jax
 def test_backup_and_restore_resumes_exactly(digits, tmp_path):
     uninterrupted = new_model(digits)
     uninterrupted.fit(batches_of(digits), epochs=4, verbose=0)
@@ -214,6 +216,7 @@ def test_backup_and_restore_resumes_exactly(digits, tmp_path):
             np.testing.assert_allclose(mine, reference, rtol=0, atol=1e-5, err_msg=network)
 
 
+@pytest.mark.slow_on_jax
 def test_the_teacher_as_an_inference_model_takes_raw_images(digits, tmp_path):
     model = new_model(digits)
     model.fit(batches_of(digits), epochs=1, verbose=0)
@@ -375,6 +378,7 @@ def test_each_first_mistake_is_one_clear_line(digits, mistake):
     assert "\n" not in str(raised.value).strip().split("\n\n")[0]
 
 
+@pytest.mark.slow_on_jax
 def test_tuple_batches_from_tf_data_zip_train_like_dicts():
     batch = random_batch()
     losses = []

@@ -53,6 +53,7 @@ class RandomSemiSupervisedBatches(keras.utils.PyDataset):
         }
 
 
+@pytest.mark.slow_on_jax
 def test_unlabeled_losses_train_the_teacher(moons_images):
     """300 steps with 2 labels per class: Mean Teacher beats the labeled-only run."""
     images, labels = moons_images
@@ -263,6 +264,7 @@ def test_plain_mean_teacher_can_skip_local_clustering_entirely():
     assert MeanTeacher.from_config(model.get_config()).use_local_clustering is False
 
 
+@pytest.mark.slow_on_jax
 def test_mixed_precision_step_keeps_losses_and_weights_in_float32():
     with dtype_policy("mixed_bfloat16"):
         model = small_mean_teacher(
@@ -310,6 +312,7 @@ def test_fit_accepts_a_tf_data_dataset_of_batch_dicts():
         assert history_tf[key][0] == pytest.approx(history_py[key][0], rel=1e-5), key
 
 
+@pytest.mark.slow_on_jax
 def test_steps_per_execution_trains_exactly_like_single_steps():
     """Several steps per compiled call change how often Python runs, not the training."""
     batches = FixedBatches([random_batch(seed=seed) for seed in range(6)])
@@ -383,6 +386,7 @@ def test_separate_passes_give_each_group_its_own_batch_statistics():
     assert np.abs(outputs["joint"] - outputs["separate"]).max() > 1e-3
 
 
+@pytest.mark.slow_on_jax
 def test_lc_distance_quantiles_and_epsilon_are_logged_with_local_clustering_only():
     batch = random_batch(num_labeled=4, num_unlabeled=12, seed=5)
     augmentation = Augmentation([0.5], [0.25], max_translation=0)
@@ -436,6 +440,7 @@ def test_a_skipped_float16_step_leaves_the_teacher_alone_too():
             np.testing.assert_array_equal(keras.ops.convert_to_numpy(teacher), old_teacher)
 
 
+@pytest.mark.slow_on_jax
 def test_float16_loss_scale_changes_do_not_change_the_updates():
     """A scale that doubles after every step must train like a fixed scale (up to
     float16 rounding: a larger scale keeps more small gradients from underflowing);

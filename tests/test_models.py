@@ -102,6 +102,7 @@ def test_weight_norm_conv_and_its_mean_only_batch_norm_match_numpy():
     np.testing.assert_allclose(inference, products - moving + bias, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow_on_jax
 def test_data_dependent_init_gives_zero_mean_unit_variance_pre_activations():
     model = conv_large_wn(num_classes=7, width=0.125, dropout=0.0)
     images = np.random.default_rng(3).normal(0.5, 2.0, (24, 32, 32, 3)).astype("float32")
@@ -147,6 +148,7 @@ def wrn_parameter_count(num_classes=10, depth=28, widen=2):
     return count + 2 * channels + channels * num_classes + num_classes
 
 
+@pytest.mark.slow_on_jax
 def test_wrn_28_2_size_and_contract():
     from lcmt_tf.models import wrn_28_2
 
@@ -159,6 +161,7 @@ def test_wrn_28_2_size_and_contract():
     assert len(norms) == 25 and all(norm.momentum == 0.999 for norm in norms)  # PyTorch 0.001
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only  # backend-independent wrapping; JAX compiles the deep net slowly
 def test_from_backbone_wraps_a_keras_application_into_the_contract():
     from lcmt_tf import MeanTeacher

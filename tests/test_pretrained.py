@@ -43,6 +43,7 @@ def started(config):
     return model, errors_from_accuracies(evaluated)
 
 
+@pytest.mark.slow
 def test_a_run_started_from_another_runs_student_evaluates_as_that_student(source_run, tmp_path):
     source_dir, results = source_run
     model, errors = started(settings(tmp_path / "new", init_from=str(source_dir), seed=5))
@@ -76,6 +77,7 @@ def test_what_does_not_fit_names_the_first_layer(source_run, tmp_path):
         started(settings(tmp_path / "x", init_from=str(tmp_path)))
 
 
+@pytest.mark.slow
 def test_init_from_is_part_of_the_runs_configuration(source_run, tmp_path):
     source_dir, _ = source_run
     results = run(settings(tmp_path / "fine_tuned", init_from=str(source_dir), lr=0.01))

@@ -55,6 +55,7 @@ def results(model_dir):
         return json.load(file)
 
 
+@pytest.mark.slow_on_tensorflow
 def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     backend = keras.backend.backend()
     backend_env = {"KERAS_BACKEND": backend}
@@ -142,6 +143,7 @@ def test_sigkill_during_checkpoint_write_keeps_the_previous_copy(tmp_path):
     assert int(state_arrays(tmp_path)["next_epoch"]) == 1
 
 
+@pytest.mark.slow_on_tensorflow
 def test_nan_loss_stops_with_reason_and_keeps_the_last_good_checkpoint(tmp_path):
     # lambda1 = 0 in epoch 1, then astronomically large: the loss overflows in epoch 2.
     # On JAX the guard runs in Keras' asynchronous callback threads.
@@ -164,6 +166,7 @@ def test_nan_loss_stops_with_reason_and_keeps_the_last_good_checkpoint(tmp_path)
     assert all(np.all(np.isfinite(v)) for v in state_arrays(model_dir).values())
 
 
+@pytest.mark.slow
 @pytest.mark.jax_only  # backend-independent: checked once
 def test_divergence_in_the_first_epoch_reports_no_error_rather_than_the_diverged_weights(
     tmp_path,
@@ -223,7 +226,7 @@ CLI_BAD_INPUTS = [
 ]
 
 
-@pytest.mark.tensorflow_only
+@pytest.mark.jax_only  # the command line, backend-independent: checked once
 @pytest.mark.parametrize(
     "args,message", CLI_BAD_INPUTS, ids=[" ".join(a) for a, _ in CLI_BAD_INPUTS]
 )
@@ -237,6 +240,7 @@ def test_bad_input_gives_one_line_and_exit_status_2(args, message, bad_inputs, t
     assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
 
 
+@pytest.mark.slow
 @pytest.mark.jax_only  # backend-independent: checked once
 def test_model_dir_with_another_configuration_is_refused_on_the_command_line(tmp_path):
     model_dir = tmp_path / "run"
@@ -260,6 +264,7 @@ def test_model_dir_with_another_configuration_is_refused_on_the_command_line(tmp
     )
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only
 def test_unwritable_model_dir(tmp_path):
     if os.geteuid() == 0:

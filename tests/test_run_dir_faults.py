@@ -67,6 +67,7 @@ def test_an_empty_or_random_training_state_is_refused_not_restarted(run_copy, ho
     assert snapshot_of(run_copy) == before
 
 
+@pytest.mark.slow
 def test_a_cut_off_training_state_is_named_with_its_last_good_copy_and_resumes_from_it(run_copy):
     """As a user meets it: one line, exit 2, nothing changed; then doing what the line
     says resumes from the last good state and ends the run."""
@@ -122,6 +123,7 @@ def test_damaged_files_of_a_trained_run_are_named_by_the_commands_that_read_them
     assert "rerun" in message or "move it out of the run directory" in message
 
 
+@pytest.mark.slow
 def test_a_cut_off_history_keeps_its_good_rows_on_resume(run_copy, caplog):
     from lcmt_tf.flagfiles import train_config
     from lcmt_tf.train import run
@@ -286,6 +288,7 @@ def test_removing_temporaries_leaves_every_other_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [".tmp-folder", "notes.tmp-x", "results.json"]
 
 
+@pytest.mark.slow
 def test_sigterm_to_experiment_stops_its_run_and_starts_no_other(tmp_path):
     root = tmp_path / "exp"
     command = [

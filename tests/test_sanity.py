@@ -43,6 +43,7 @@ def test_a_correct_model_passes_and_changes_nothing():
         np.testing.assert_array_equal(np.array(variable), value)
 
 
+@pytest.mark.slow_on_jax
 @pytest.mark.parametrize("term", ["consistency", "ce", "lc"])
 def test_a_term_that_does_not_reach_the_student_stops_the_run(term):
     model = broken(small_mean_teacher(lc_epsilon=1e6), term)
@@ -50,6 +51,7 @@ def test_a_term_that_does_not_reach_the_student_stops_the_run(term):
         check_loss_terms(model, random_batch(), consistency_weight=10.0, lc_weight=1.0)
 
 
+@pytest.mark.slow_on_jax
 def test_a_gradient_into_the_teacher_stops_the_run():
     model = broken(small_mean_teacher(), "teacher")
     with pytest.raises(LossWiringError, match="gradient into the teacher"):

@@ -13,6 +13,7 @@ from lcmt_tf.errors import UserInputError
 from lcmt_tf.train import run
 
 
+@pytest.mark.slow_on_jax
 def test_six_epochs_of_mt_plus_lc_on_digits(tmp_path):
     config = TrainConfig(
         dataset="digits",
@@ -180,6 +181,7 @@ def test_rerunning_a_finished_run_changes_nothing(tmp_path):
             np.testing.assert_array_equal(archive[key], before[key])
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow_only  # run-directory rules: backend-independent, checked once
 def test_a_moved_run_directory_resumes(tmp_path):
     run(quick(tmp_path / "run"))

@@ -165,6 +165,7 @@ def test_a_bomb_in_predict_is_named_as_one_not_as_corrupt(finished, tmp_path):
     assert "corrupt" not in problems[0]
 
 
+@pytest.mark.slow
 def test_a_dangling_symlink_in_a_class_folder_is_one_line(tmp_path):
     data = small_folder(tmp_path / "data")
     link = data / "train" / "b" / "gone.png"
@@ -204,6 +205,7 @@ def read_only_copy(finished, tmp_path):
     subprocess.run(["umount", str(view)], check=True)
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_read_only_run_prints_its_figures_and_writes_nothing(read_only_copy):
     before = snapshot_of(read_only_copy)
     completed = command("evaluate", f"--model_dir={read_only_copy}")
@@ -249,6 +251,7 @@ def test_the_data_summary_names_what_it_leaves_out(tmp_path):
     assert line.startswith(f"check_data.py: error: {data / 'train' / 'c'} has no images")
 
 
+@pytest.mark.slow
 def test_npz_class_names_shorter_than_the_classes_and_a_text_file_named_npz(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (12, 8, 8, 1), dtype=np.uint8)
@@ -315,6 +318,7 @@ LONG = [*QUICK[:2], "--epochs=6", "--lc_start_epoch=3", "--lr_decay_epochs=2",
         "--eval_every=2", "--verbose=0", "--deterministic", NO_STARTUP_CHECK]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_stops_at_events_of_a_jax_run_exit_with_their_status_and_resume_exactly(tmp_path):
     """SIGINT and SIGTERM at three moments (during the first compilation, just after an
     epoch's row, during an evaluation epoch): each exit is 130 or 143, never a crash,
@@ -357,6 +361,7 @@ def test_stops_at_events_of_a_jax_run_exit_with_their_status_and_resume_exactly(
 # -- messages that tell the truth ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_in_the_first_epoch_says_that_no_state_was_kept(tmp_path):
     completed = train(*QUICK, "--consistency_weight=1e38", "--consistency_rampup_epochs=0",
                       f"--model_dir={tmp_path / 'run'}")  # fmt: skip
@@ -450,6 +455,7 @@ def test_a_resumed_run_names_a_damaged_labeled_split_instead_of_rewriting_it(run
 # -- the collapse guard, both sides ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_collapse_of_the_predictions_is_caught_and_reported(tmp_path):
     completed = train(*QUICK[:2], "--epochs=4", "--lc_start_epoch=1", "--lr_decay_epochs=1",
                       "--lc_weight=1e6", "--lc_epsilon=100", "--eval_every=1", "--verbose=0",

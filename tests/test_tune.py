@@ -92,6 +92,7 @@ def test_a_trial_whose_run_did_not_finish_has_no_value():
         tune.objective([{"completed": True, "teacher_test_error": 1.0}])
 
 
+@pytest.mark.slow
 @pytest.mark.jax_only  # the command line and real runs, once
 def test_experiment_tune_on_digits_searches_then_confirms(tmp_path):
     command = [

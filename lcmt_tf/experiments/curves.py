@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from lcmt_tf.diagnostics import NAMES as DIAGNOSTICS
+from lcmt_tf.diagnostics import PSEUDO_LABEL_NAMES
 from lcmt_tf.errors import UserInputError
 from lcmt_tf.experiments.runner import nan_to_none, read_history
 from lcmt_tf.files import atomic_write_json
@@ -80,9 +81,11 @@ def learning_curves(root: str, setting: str) -> dict:
 
 def bias_curves(root: str, setting: str) -> dict:
     """`mean_curves` of the confirmation-bias diagnostics (lcmt_tf.diagnostics) at the
-    runs' evaluations; an error if the runs logged none (--diagnostics_sample=0, or
-    unlabeled images without known labels)."""
-    curves = mean_curves(root, setting, list(DIAGNOSTICS), "unlabeled_teacher_error")
+    runs' evaluations (with FixMatch's pseudo-label error and mask rate, null for Mean
+    Teacher); an error if the runs logged none (--diagnostics_sample=0, or unlabeled
+    images without known labels)."""
+    columns = [*DIAGNOSTICS, *PSEUDO_LABEL_NAMES]
+    curves = mean_curves(root, setting, columns, "unlabeled_teacher_error")
     if not any(entry["epochs"] for entry in curves["methods"].values()):
         raise UserInputError(
             f"the runs in {os.path.join(root, setting)} logged no confirmation-bias "
