@@ -347,7 +347,7 @@ class ConfirmationBiasMonitor(keras.callbacks.Callback):
         """(student features z, teacher predictions, student logits) of `images`, in
         inference mode."""
         if self._probe is None:  # one compiled function over the model's current weights
-            self._probe = _FeaturesAndTeacherLogits(self.model)
+            self._probe = _DiagnosticsProbe(self.model)
         features, logits, student_logits = self._probe.predict(
             self.images, batch_size=self.batch_size, verbose=0
         )
@@ -385,19 +385,19 @@ class ConfirmationBiasMonitor(keras.callbacks.Callback):
             self.previous_predictions = np.asarray(previous)
 
 
-class _FeaturesAndTeacherLogits(keras.Model):
+class _DiagnosticsProbe(keras.Model):
     """images -> (the student's features z, the teacher's logits, the student's
     logits), in inference mode, with the model's own (current) weights: what the
     diagnostics predict with."""
 
-    def __init__(self, mean_teacher):
-        super().__init__(name="features_and_teacher_logits")
-        self.mean_teacher = mean_teacher
+    def __init__(self, model):
+        super().__init__(name="diagnostics_probe")
+        self.semi_supervised = model
 
     def call(self, images):
-        normalized = self.mean_teacher.augmentation(images, training=False)
-        features, student_logits = self.mean_teacher.student(normalized, training=False)
-        _, teacher_logits = self.mean_teacher.teacher(normalized, training=False)
+        normalized = self.semi_supervised.augmentation(images, training=False)
+        features, student_logits = self.semi_supervised.student(normalized, training=False)
+        _, teacher_logits = self.semi_supervised.teacher(normalized, training=False)
         return features, teacher_logits, student_logits
 
 

@@ -166,7 +166,7 @@ def _train(
                 batches.batch(0),
                 config.consistency_weight,
                 config.lc_weight,
-                config.unlabeled_weight if config.method == "fixmatch" else 0.0,
+                config.unlabeled_weight,  # checked where the model has that term
             )
         # The diagnostics run the model in this process alone: on one device only.
         diagnostics = diagnostics_pool(config, batches) if distribution.engine is None else None
