@@ -54,6 +54,10 @@ def configure_backend(config: TrainConfig) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    if config.deterministic and keras.backend.backend() == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
     policy = {"": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
     keras.config.set_dtype_policy(policy[config.mixed_precision])
 

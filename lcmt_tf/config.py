@@ -259,7 +259,10 @@ class TrainConfig:
         "run directory to start from: its state after --lc_start_epoch epochs (kept with "
         "--keep_epochs); everything that shapes those epochs must agree",
     )
-    deterministic: bool = setting(False, "bit-identical runs on CPU (TensorFlow op determinism)")
+    deterministic: bool = setting(
+        False,
+        "bit-identical runs on CPU (TensorFlow op determinism; torch.use_deterministic_algorithms)",
+    )
     stop_on_collapse: bool = setting(False, "stop when the feature distribution collapses")
     sanity_check: bool = setting(
         True,

@@ -295,6 +295,7 @@ class SemiSupervisedModel(BackendSteps, keras.Model):
         self.teacher.set_weights(self.student.get_weights())
         for variable in self.teacher.weights:
             variable.trainable = False
+        self.fix_random_streams()  # a backend's own (lcmt_tf.steps)
         self._ema_positions = None
         self._statistics_positions = None
 

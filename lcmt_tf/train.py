@@ -51,7 +51,7 @@ from lcmt_tf.run_dir.lifecycle import (
 from lcmt_tf.run_dir.lock import holding
 from lcmt_tf.sanity import check_loss_terms
 from lcmt_tf.semi_supervised import SemiSupervisedModel, error_names, errors_from_accuracies
-from lcmt_tf.steps import SUPPORTED_BACKENDS
+from lcmt_tf.steps import backend_refusal
 
 
 def best_error_note(split: str) -> str:
@@ -93,11 +93,9 @@ def run(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ())
         )
     """
     config.validate()
-    if keras.backend.backend() not in SUPPORTED_BACKENDS:
-        raise UserInputError(
-            f"KERAS_BACKEND={keras.backend.backend()}: lcmt_tf trains on the "
-            f"{' and '.join(SUPPORTED_BACKENDS)} backends"
-        )
+    refusal = backend_refusal(config, keras.backend.backend())
+    if refusal:
+        raise UserInputError(refusal)
     check_run_directory(config)  # the mistakes a user can fix, before anything starts
     distribution = start_distribution(config)  # before the data starts a runtime
     # One owner at a time: the chief holds the directory's lock until the run ends.

@@ -4,7 +4,9 @@ network, OUTPUT_DIR/NAME.npz.
 
     python tests/backend_step.py OUTPUT_DIR digits_net conv_large_wn
 
-Used by tests/test_backends.py, which runs it under TensorFlow and JAX and compares.
+Used by tests/test_backends.py, which runs it under TensorFlow, JAX and PyTorch and
+compares. The step is compiled where the backend compiles by default (XLA on TensorFlow
+and JAX); PyTorch runs it eagerly, as lcmt_tf trains on torch unless --jit_compile.
 Augmentation and dropout are off, so the step is a deterministic function.
 """
 
@@ -57,7 +59,10 @@ def main(output_path, model_name):
         ema_decay=0.9,
         lc_epsilon=epsilon,
     )
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), jit_compile=True)
+    model.compile(
+        optimizer=keras.optimizers.SGD(LEARNING_RATE),
+        jit_compile=keras.backend.backend() != "torch",
+    )
     batch = {
         "labeled_images": rng.integers(0, 256, (8, *image_shape)).astype("uint8"),
         "labels": rng.integers(0, 10, 8).astype("int32"),

@@ -146,6 +146,15 @@ def backend_gradient(function, value: np.ndarray) -> np.ndarray:
         import jax
 
         return np.asarray(jax.grad(function)(value))
+    if backend == "torch":
+        import torch
+
+        variable = torch.tensor(value, requires_grad=True)
+        output = function(variable)
+        if not output.requires_grad:  # not connected to the input
+            return np.zeros_like(value)
+        (gradient,) = torch.autograd.grad(output, variable, allow_unused=True)
+        return np.zeros_like(value) if gradient is None else gradient.detach().numpy()
     raise NotImplementedError(backend)
 
 

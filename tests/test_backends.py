@@ -1,5 +1,7 @@
-"""TensorFlow and JAX train_steps agree on loss, gradients and the teacher's update."""
+"""TensorFlow's, JAX's and PyTorch's train_steps agree on loss, gradients and the
+teacher's update."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -11,14 +13,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 MODELS = ("digits_net", "conv_large_wn")
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @pytest.fixture(scope="module")
 def steps(tmp_path_factory):
-    """{backend: {model: arrays}}: each backend's step, one subprocess per backend."""
-    pytest.importorskip("jax")
+    """{backend: {model: arrays}}: each backend's step, one subprocess per backend
+    (a backend that is not installed is left out, and its comparison skipped)."""
     results = {}
-    for backend in ("tensorflow", "jax"):
+    for backend in BACKENDS:
+        if importlib.util.find_spec(backend) is None:
+            continue
         output = tmp_path_factory.mktemp(backend)
         environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
         completed = subprocess.run(
@@ -38,11 +43,16 @@ def steps(tmp_path_factory):
 
 @pytest.mark.tensorflow_only
 @pytest.mark.parametrize("model_name", MODELS)
-def test_tensorflow_and_jax_steps_agree(steps, model_name):
-    tensorflow, jax = steps["tensorflow"][model_name], steps["jax"][model_name]
-    assert tensorflow.keys() == jax.keys()
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+def test_the_steps_of_jax_and_torch_agree_with_tensorflows(steps, backend, model_name):
+    if backend not in steps:
+        pytest.skip(f"{backend} is not installed")
+    tensorflow, other = steps["tensorflow"][model_name], steps[backend][model_name]
+    assert tensorflow.keys() == other.keys()
     for name in ("loss", "ce", "consistency", "lc", "lc_neighbor_fraction"):
-        assert float(jax[name]) == pytest.approx(float(tensorflow[name]), rel=1e-4, abs=1e-6), name
+        assert float(other[name]) == pytest.approx(float(tensorflow[name]), rel=1e-4, abs=1e-6), (
+            name
+        )
     # Every term contributes, so the comparison covers all of them.
     assert float(tensorflow["consistency"]) > 0 and float(tensorflow["lc"]) > 0
     assert 0 < float(tensorflow["lc_neighbor_fraction"]) < 1
@@ -51,5 +61,5 @@ def test_tensorflow_and_jax_steps_agree(steps, model_name):
             scale = np.abs(tensorflow[name]).max()
             assert scale > 0, name
             np.testing.assert_allclose(
-                jax[name], tensorflow[name], rtol=1e-3, atol=1e-4 * scale, err_msg=name
+                other[name], tensorflow[name], rtol=1e-3, atol=1e-4 * scale, err_msg=name
             )

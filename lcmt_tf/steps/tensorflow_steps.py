@@ -40,6 +40,10 @@ class TensorFlowSteps:
     def test_step(self, data):
         return _reducible_logs(self.evaluation_metrics(data))
 
+    def fix_random_streams(self) -> int:
+        """Every random op draws from its generator's state already: nothing to do."""
+        return 0
+
     def keeping_state_on_failure(self):
         """A failed fit or evaluate leaves the variables as they are: nothing to do."""
         return contextlib.nullcontext()
