@@ -117,7 +117,9 @@ class FixMatch(SemiSupervisedModel):
         self.strong_augmentation = strong_augmentation
 
     def augmentations(self) -> list[keras.layers.Layer]:
-        return [self.augmentation, self.strong_augmentation]
+        # While SemiSupervisedModel.__init__ runs, the strong view does not exist yet.
+        strong = getattr(self, "strong_augmentation", None)
+        return [self.augmentation] + ([strong] if strong is not None else [])
 
     def views_and_outputs(self, data):
         """The step's forward pass: (features, logits, number of labeled images, number

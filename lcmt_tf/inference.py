@@ -313,6 +313,15 @@ def inference_model(trained: TrainedRun) -> keras.Model:
     )
 
 
+def check_export_backend() -> None:
+    """Export writes through TensorFlow (SavedModel; ONNX by tf2onnx): refused on the
+    other backends, before anything is read."""
+    if keras.backend.backend() != "tensorflow":
+        raise UserInputError(
+            "export needs the TensorFlow backend: run it with KERAS_BACKEND=tensorflow"
+        )
+
+
 def export_run(model_dir: str, export_format: str, output: str, overwrite: bool = False) -> str:
     """Writes the teacher as a TensorFlow SavedModel (a `serve` function) or an ONNX
     file at `output`; both take uint8 images and return class probabilities. An
@@ -322,10 +331,7 @@ def export_run(model_dir: str, export_format: str, output: str, overwrite: bool 
     class names file written beside it."""
     if export_format not in EXPORT_FORMATS:
         raise UserInputError(f"--format must be savedmodel or onnx, not {export_format!r}")
-    if keras.backend.backend() != "tensorflow":
-        raise UserInputError(
-            "export needs the TensorFlow backend: run it with KERAS_BACKEND=tensorflow"
-        )
+    check_export_backend()
     if export_format == "onnx":
         try:
             import onnx  # noqa: F401

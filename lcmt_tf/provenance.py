@@ -65,11 +65,15 @@ def accelerators(backend: str) -> list[str]:
             for device in tf.config.list_physical_devices()
             if device.device_type != "CPU"
         ]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return []
 
 
 def backend_version(backend: str) -> str | None:
-    module = {"tensorflow": "tensorflow", "jax": "jax"}.get(backend)
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
     if module is None:
         return None
     try:

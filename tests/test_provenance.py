@@ -20,6 +20,11 @@ def test_software_names_every_version_and_the_device():
     assert record["keras"] == keras.__version__ and record["numpy"] == np.__version__
     assert record["backend"] == keras.backend.backend() and record["backend_version"]
     # The accelerators, whatever the machine has: as many as Keras lists besides the CPU.
+    if keras.backend.backend() == "torch":  # Keras lists no devices on torch
+        import torch
+
+        assert record["cpu"] and len(record["accelerators"]) == torch.cuda.device_count()
+        return
     listed = [
         device
         for device in keras.distribution.list_devices()

@@ -2,6 +2,7 @@
 
     lcmt benchmark --backend=tensorflow --width=1.0 --steps=10 --output=bench.json
     KERAS_BACKEND=jax lcmt benchmark --backend=jax --mixed_precision=bfloat16
+    KERAS_BACKEND=torch lcmt benchmark --backend=torch
 
 What is timed and how: lcmt_tf/benchmark.py. Prints a line per configuration and a
 Markdown table; `--output` writes a JSON list with one record per configuration.
@@ -21,7 +22,7 @@ from lcmt_tf.models import MODELS
 
 
 def define_flags() -> None:
-    flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax"], "Keras backend")
+    flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax", "torch"], "Keras backend")
     flags.DEFINE_enum("model", "conv_large", list(MODELS), "network")
     flags.DEFINE_float("width", 1.0, "channel multiplier of the network")
     flags.DEFINE_enum(
@@ -57,6 +58,7 @@ def run_benchmark(argv: list[str]) -> None:
     if FLAGS.lc_only:
         return lc_only()
     from lcmt_tf import benchmark
+    from lcmt_tf.steps import backend_refusal
 
     records = []
     for source in FLAGS.inputs:
@@ -70,6 +72,9 @@ def run_benchmark(argv: list[str]) -> None:
                 jit_compile=FLAGS.jit_compile,
                 steps_per_execution=FLAGS.steps_per_execution,
             )
+            refusal = backend_refusal(config, FLAGS.backend)
+            if refusal:
+                cli.fail(refusal)
             record = benchmark.time_configuration(
                 mode,
                 source,

@@ -4,6 +4,7 @@ The backend is the one Keras picks (KERAS_BACKEND, or ~/.keras/keras.json).
 
     lcmt check-devices
     KERAS_BACKEND=jax lcmt check-devices
+    KERAS_BACKEND=torch lcmt check-devices     # one device: torch trains on one
     lcmt check-devices --num_cpu_devices=4       # the host CPU split, as a run would
 
 Exit status 0; an accelerator that the backend does not see is not an error here (the
@@ -35,14 +36,24 @@ def report(num_cpu_devices: int = 0) -> list[str]:
     from lcmt_tf.provenance import accelerators, backend_version
 
     backend = backend_name()
-    devices = keras.distribution.list_devices()
     found = accelerators(backend)
+    if backend == "torch":  # Keras' distribution API has no torch implementation
+        devices = [f"cuda:{index}" for index in range(len(found))] + ["cpu:0"]
+        mirrored = (
+            "--distribute=mirrored is refused on torch: lcmt_tf trains on one device there "
+            "(data-parallel: KERAS_BACKEND=tensorflow or jax)"
+        )
+    else:
+        devices = keras.distribution.list_devices()
+        mirrored = (
+            f"--distribute=mirrored trains on {len(devices)} replica(s): {', '.join(devices)}"
+        )
     lines = [
         f"Keras {keras.__version__}, backend {backend} {backend_version(backend)}",
         f"devices Keras sees: {', '.join(devices)}",
         f"accelerators: {', '.join(found) if found else 'none'}",
         f"--distribute=none trains on {devices[0]}",
-        f"--distribute=mirrored trains on {len(devices)} replica(s): {', '.join(devices)}",
+        mirrored,
     ]
     if found:
         lines.append(
@@ -62,6 +73,10 @@ def check_devices(argv: list[str]) -> None:
         cli.fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     if FLAGS.num_cpu_devices < 0:
         cli.fail("--num_cpu_devices must be >= 0")
+    from lcmt_tf.distribute import backend_name
+
+    if FLAGS.num_cpu_devices and backend_name() == "torch":
+        cli.fail("--num_cpu_devices: on the torch backend lcmt_tf trains on one device")
     print("\n".join(report(FLAGS.num_cpu_devices)))
 
 

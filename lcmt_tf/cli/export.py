@@ -33,14 +33,15 @@ FLAGS = flags.FLAGS
 
 
 def export(argv: list[str]) -> None:
+    from lcmt_tf.inference import check_export_backend, export_run
+
+    check_export_backend()  # before the run directory is read
     cli.check_run_arguments(argv, FLAGS.model_dir, "export")
     if not FLAGS.output:
         cli.fail("--output is required: the SavedModel directory or .onnx file to write")
     from lcmt_tf.exports import check_export_output
 
     check_export_output(FLAGS.output, FLAGS.format, FLAGS.overwrite)
-    from lcmt_tf.inference import export_run
-
     classes = export_run(FLAGS.model_dir, FLAGS.format, FLAGS.output, FLAGS.overwrite)
     print(f"exported the teacher ({FLAGS.format}) to {FLAGS.output}; class names: {classes}")
 

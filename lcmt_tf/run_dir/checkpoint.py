@@ -143,6 +143,21 @@ def _mismatch(path: str, message: str) -> UserInputError:
     )
 
 
+def _readable_as(value: np.ndarray, dtype: str) -> bool:
+    """Whether a saved array is restored into a variable of `dtype`: the same dtype, or
+    integers that `dtype` holds exactly. Seed generators' states are int64 on
+    TensorFlow, uint32 on JAX and int32 on torch, so a state written on one backend
+    resumes on another (its random streams continue from the same seeds; each backend
+    draws its own numbers from them)."""
+    target = np.dtype(dtype)
+    if value.dtype == target:
+        return True
+    if value.dtype.kind not in "iu" or target.kind not in "iu":
+        return False
+    limits = np.iinfo(target)
+    return value.size == 0 or (int(value.min()) >= limits.min and int(value.max()) <= limits.max)
+
+
 def _restore(model, path: str, callbacks) -> int:
     with np.load(path) as archive:
         if "format_version" not in archive.files:
@@ -168,13 +183,14 @@ def _restore(model, path: str, callbacks) -> int:
                 raise _mismatch(
                     path, f"{key} is {tuple(value.shape)} there, {tuple(variable.shape)} here"
                 )
-            if np.dtype(value.dtype) != np.dtype(keras.backend.standardize_dtype(variable.dtype)):
+            if not _readable_as(value, keras.backend.standardize_dtype(variable.dtype)):
                 raise _mismatch(path, f"{key} is {value.dtype} there, {variable.dtype} here")
         extra = sorted(saved - set(variables))
         if extra:
             raise _mismatch(path, f"it holds {extra[0]}, which this model does not have")
         for key, variable in variables.items():
-            variable.assign(archive[f"variable/{key}"])
+            value = archive[f"variable/{key}"]
+            variable.assign(value.astype(keras.backend.standardize_dtype(variable.dtype)))
         for prefix, callback in _callback_keys(callbacks):
             callback.set_state(
                 {

@@ -117,11 +117,11 @@ class JaxSteps:
         norms = all_norms(*values, data)
         return {name: tuple(float(v) for v in triple) for name, triple in norms.items()}
 
-    @contextlib.contextmanager
     def fix_random_streams(self) -> int:
         """Every random op draws from its generator's state already: nothing to do."""
         return 0
 
+    @contextlib.contextmanager
     def keeping_state_on_failure(self):
         """Inside the block, a fit, evaluate or predict that fails leaves every variable
         with a value. Keras workaround: Keras' JAX trainer detaches the variables'
