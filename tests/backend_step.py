@@ -93,11 +93,21 @@ def main(output_path, model_name):
         name: np.array(history[name][0])
         for name in ("loss", "ce", "consistency", "lc", "lc_neighbor_fraction")
     }
+    # A difference of float32 weights resolves no finer than one spacing of the weights
+    # themselves: each difference carries that resolution for the comparison.
     for index, (old, new) in enumerate(zip(before_student, after_student)):
         arrays[f"gradient_{index}"] = (old - new) / LEARNING_RATE
+        arrays[f"resolution_gradient_{index}"] = resolution(old, new) / LEARNING_RATE
     for index, (old, new) in enumerate(zip(before_teacher, after_teacher)):
         arrays[f"teacher_delta_{index}"] = new - old
+        arrays[f"resolution_teacher_delta_{index}"] = resolution(old, new)
     np.savez(output_path, **arrays)
+
+
+def resolution(old, new):
+    """Two spacings of the larger float32 weight: the rounding of `new - old`."""
+    largest = np.maximum(np.abs(old), np.abs(new)).max()
+    return np.array(2 * np.spacing(np.float32(largest)), dtype=np.float64)
 
 
 if __name__ == "__main__":

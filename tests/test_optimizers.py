@@ -20,7 +20,7 @@ def one_step(mode: str):
         lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WD, weight_decay_mode=mode
     )
     variable = keras.Variable(weights)
-    build_optimizer(config).apply([gradient], [variable])
+    build_optimizer(config).apply([keras.ops.convert_to_tensor(gradient)], [variable])
     return weights, gradient, keras.ops.convert_to_numpy(variable)
 
 
@@ -63,7 +63,7 @@ def test_coupled_steps_follow_pytorch_through_learning_rate_changes(nesterov):
     variable = keras.Variable(weights)
     for gradient, learning_rate in zip(gradients, learning_rates):
         optimizer.learning_rate = learning_rate
-        optimizer.apply([gradient], [variable])
+        optimizer.apply([keras.ops.convert_to_tensor(gradient)], [variable])
     expected = torch_sgd_reference(weights, gradients, learning_rates, nesterov)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), expected, rtol=1e-5, atol=1e-6)
 
