@@ -109,7 +109,10 @@ def test_export_overwrite_refuses_a_users_folder_and_deletes_nothing(finished, t
     # Export writes through TensorFlow whatever backend trained the run.
     line = one_line(
         command(
-            "export", f"--model_dir={finished}", f"--output={target}", "--overwrite",
+            "export",
+            f"--model_dir={finished}",
+            f"--output={target}",
+            "--overwrite",
             env={"KERAS_BACKEND": "tensorflow"},
         )
     )
