@@ -188,3 +188,28 @@ def test_a_state_saved_on_another_backend_resumes_on_torch_and_back(saved_on, tm
             assert written.files == read.files
             for key in written.files:
                 np.testing.assert_array_equal(read[key], written[key], err_msg=key)
+
+
+def test_a_run_trained_on_torch_exports_on_tensorflow_with_the_same_probabilities(tmp_path):
+    """The export writes through TensorFlow; a torch run's teacher, exported, gives the
+    probabilities the teacher gives on torch."""
+    from lcmt_tf.inference import load_run, probabilities
+
+    run, exported = tmp_path / "run", tmp_path / "exported"
+    completed = train(*QUICK, f"--model_dir={run}")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    completed = subprocess.run(
+        [sys.executable, "-m", "lcmt_tf", "export", f"--model_dir={run}", f"--output={exported}"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    trained = load_run(str(run))
+    images = np.random.default_rng(0).integers(0, 256, (6, *trained.image_shape), dtype=np.uint8)
+    on_torch = probabilities(trained.model, images)
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(exported))  # held: serve reads its variables
+    served = loaded.serve(tf.constant(images)).numpy()
+    np.testing.assert_allclose(served, on_torch, rtol=1e-4, atol=1e-6)
+    assert np.abs(on_torch - on_torch.mean(axis=0)).max() > 1e-3  # the images differ in class
