@@ -361,6 +361,15 @@ def test_sweep_summary_marks_collapsed_seeds_and_leaves_out_unfinished_runs(tmp_
     assert "| 5 | MT + LC | 0,1 | 24.00 ± 22.63 | 24.50 ± 22.63 | 0.04-0.90 | 0 |" in markdown(
         sweep
     )
+    # A sweep of FixMatch runs names its rows FixMatch and FixMatch + LC.
+    for run in runs[:4]:
+        path = os.path.join(run.model_dir, "results.json")
+        with open(path) as file:
+            results = json.load(file)
+        with open(path, "w") as file:
+            json.dump({**results, "config": {"method": "fixmatch"}}, file)
+    table = markdown(summarize_sweep(runs, "lc_weight"))
+    assert "| 0 | FixMatch | 0,1 |" in table and "| 5 | FixMatch + LC | 0,1 |" in table
 
 
 @pytest.mark.parametrize("count, limit", [(10, 20), (1000, 50)])
@@ -404,7 +413,7 @@ def test_budget_writes_a_table_per_label_count_from_its_runs(tmp_path):
         assert entry["paired"]["teacher_difference_mean"] == pytest.approx(-0.5)
     paths = budget.write_budget(str(tmp_path), summary)
     assert json.load(open(paths[0]))["budgets"][1]["num_labels"] == 50
-    assert "| 50 | mtlc | 2 |" in open(paths[1]).read()
+    assert "| 50 | MT + LC | 2 |" in open(paths[1]).read()
     assert os.path.getsize(paths[2]) > 10_000
 
 

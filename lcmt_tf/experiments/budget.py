@@ -80,7 +80,7 @@ def markdown(summary: dict) -> str:
     lines = [
         f"# {summary['setting']}: final teacher test error (%) against the number of labels",
         "",
-        "| labels | method | seeds | teacher error | MT + LC − MT, paired (95 % interval) |",
+        "| labels | method | seeds | teacher error | with LC − without, paired (95 % interval) |",
         "|---|---|---|---|---|",
     ]
     for entry in summary["budgets"]:
@@ -91,8 +91,9 @@ def markdown(summary: dict) -> str:
                 low, high = paired["teacher_difference_ci95"]
                 interval = "" if low is None else f" [{low:+.2f}, {high:+.2f}]"
                 difference = f"{paired['teacher_difference_mean']:+.2f}{interval}"
+            name = row.get("method_name", row["method"])
             lines.append(
-                f"| {entry['num_labels']} | {row['method']} | {len(row['seeds'])} "
+                f"| {entry['num_labels']} | {name} | {len(row['seeds'])} "
                 f"| {table.error_cell(row, 'teacher_test_error')} | {difference} |"
             )
     return "\n".join(lines) + "\n" + made_by_markdown(summary)

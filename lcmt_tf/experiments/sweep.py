@@ -22,6 +22,7 @@ from lcmt_tf.experiments.runner import (
     Run,
     finished_results,
     flag_files,
+    method_name,
     nan_to_none,
     override_args,
     read_history,
@@ -135,7 +136,9 @@ def summarize_sweep(runs: Sequence[Run], param: str) -> dict:
     for method, value in dict.fromkeys((run.method, run.value) for run in runs):
         group = [run for run in runs if (run.method, run.value) == (method, value)]
         values = {run.seed: finished[run.model_dir] for run in group if run.model_dir in finished}
-        row = error_row({"method": method, param: value}, values)
+        # Named by the method the finished runs trained (FixMatch or Mean Teacher).
+        name = method_name(method, list(finished.values()))
+        row = error_row({"method": method, "method_name": name, param: value}, values)
         last = {run.seed: final_epoch(run.model_dir) for run in group if run.model_dir in finished}
         # The collapse monitor's flag: feature spread below 5 % of its peak at the end.
         row["collapsed_seeds"] = [seed for seed in row["seeds"] if last[seed].get("collapsed") == 1]
@@ -163,7 +166,7 @@ def markdown(sweep: dict) -> str:
     ]
     for row in sweep["rows"]:
         value = "—" if row[param] is None else f"{row[param]:g}"
-        method = "Mean Teacher" if row["method"] == "mt" else "MT + LC"
+        method = row.get("method_name") or method_name(row["method"])  # older sweep.json
         ratios = [r for r in row["final_feature_spread_ratios"] if r is not None]
         spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "—"
         lines.append(
