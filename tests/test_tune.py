@@ -68,6 +68,22 @@ def test_the_search_chooses_on_the_validation_error_and_confirms_on_fresh_seeds(
     assert len(again["trials"]) == len(summary["trials"])
 
 
+def test_a_fixmatch_tuning_names_its_methods(tmp_path):
+    def fixmatch_runs(runs, parallel):
+        stand_in_runs(runs, parallel)
+        for run in runs:
+            path = os.path.join(run.model_dir, "results.json")
+            results = json.load(open(path))
+            atomic_write_json(path, {**results, "config": {"method": "fixmatch"}})
+
+    setting = plan(tmp_path, setting="digits_fixmatch", tune_seeds=[0], seeds=[5])
+    summary, paths = tune.tune(setting, trials=2, run=fixmatch_runs)
+    assert summary["confirmation"]["method_names"] == {"mt": "FixMatch", "mtlc": "FixMatch + LC"}
+    assert (
+        "| FixMatch | FixMatch + LC (chosen) | with LC − without, paired |" in open(paths[1]).read()
+    )
+
+
 def test_tune_refuses_the_test_set_and_seeds_it_was_chosen_on(tmp_path):
     with pytest.raises(UserInputError, match="never on the test set: hold one out"):
         plan(tmp_path, overrides=[])

@@ -35,6 +35,7 @@ from lcmt_tf.experiments.runner import (
     Run,
     execute,
     flag_files,
+    method_name,
     nan_to_none,
     override_args,
     read_results,
@@ -306,11 +307,15 @@ def summarize(plan: TuningPlan, best: dict) -> dict:
     ]
     confirmation = {"seeds": [], "mt": {}, "mtlc": {}}
     runs = plan.confirmation_runs(best["params"])
+    finished = []
     for method in ("mt", "mtlc"):
         for run in runs:
             result = read_results(run.model_dir) if run.method == method else None
             if result and result.get("completed"):
                 confirmation[method][run.seed] = result["teacher_test_error"]
+                finished.append(result)
+    # Named by the method the runs trained (FixMatch or Mean Teacher).
+    confirmation["method_names"] = {role: method_name(role, finished) for role in ("mt", "mtlc")}
     common = sorted(set(confirmation["mt"]) & set(confirmation["mtlc"]))
     confirmation["seeds"] = common
     for method in ("mt", "mtlc"):
@@ -342,6 +347,8 @@ def markdown(summary: dict) -> str:
     """tune.md: the chosen values, the trials, and the confirmation."""
     best, confirmation = summary["best"], summary["confirmation"]
     paired = confirmation["paired"]
+    # A tune.json written before the names were recorded is Mean Teacher's.
+    names = confirmation.get("method_names") or {role: method_name(role) for role in ("mt", "mtlc")}
 
     def number(value, digits=2):
         return "—" if value is None else f"{value:.{digits}f}"
@@ -366,7 +373,7 @@ def markdown(summary: dict) -> str:
         "",
         f"Confirmation on fresh seeds {seeds}: final teacher test error (%), mean ± std",
         "",
-        "| Mean Teacher | MT + LC (chosen) | MT + LC − MT, paired | 95 % interval |",
+        f"| {names['mt']} | {names['mtlc']} (chosen) | with LC − without, paired | 95 % interval |",
         "|---|---|---|---|",
         f"| {number(confirmation['mt_teacher_test_error_mean'])} ± "
         f"{number(confirmation['mt_teacher_test_error_std'])} "
