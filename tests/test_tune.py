@@ -84,6 +84,24 @@ def test_a_fixmatch_tuning_names_its_methods(tmp_path):
     )
 
 
+def test_a_tie_goes_to_the_least_local_clustering_then_the_earliest_trial():
+    import types
+
+    import optuna
+
+    def trial(number, value, state="COMPLETE", **params):
+        state = getattr(optuna.trial.TrialState, state)
+        return types.SimpleNamespace(number=number, value=value, state=state, params=params)
+
+    trials = [trial(0, 9.0, lc_weight=5.0), trial(1, 8.0, lc_weight=7.0),
+              trial(2, 8.0, lc_weight=2.0), trial(3, 1.0, "FAIL", lc_weight=1.0),
+              trial(4, 8.0, lc_weight=2.0)]  # fmt: skip
+    assert tune.choose(trials).number == 2
+    assert tune.choose([*trials, trial(5, 7.5, lc_weight=30.0)]).number == 5
+    untied = [trial(0, 8.0, lc_start_epoch=40), trial(1, 8.0, lc_start_epoch=20)]
+    assert tune.choose(untied).number == 0
+
+
 def test_tune_refuses_the_test_set_and_seeds_it_was_chosen_on(tmp_path):
     with pytest.raises(UserInputError, match="never on the test set: hold one out"):
         plan(tmp_path, overrides=[])

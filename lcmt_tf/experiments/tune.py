@@ -8,7 +8,8 @@ confirm the chosen setting on fresh seeds against Mean Teacher, on the test set.
    refused, and the search never reads a test error. Optuna proposes the values
    (TPE, seeded) through its ask-and-tell interface, so that every trial is an
    ordinary resumable run directory, and keeps the study in SQLite, so that the
-   search resumes too.
+   search resumes too. A tie on the validation error goes to the smallest
+   `lc_weight`, then to the earliest trial (`choose`).
 2. **Confirmation.** Mean Teacher and MT+LC with the chosen values, on fresh seeds
    (disjoint from the tuning seeds), as `table` trains them: the final test errors,
    and the paired MT+LC - MT difference with its 95 % interval.
@@ -46,6 +47,9 @@ from lcmt_tf.experiments.statistics import mean_std, paired_difference
 from lcmt_tf.files import atomic_write_json, atomic_write_text
 from lcmt_tf.provenance import made_by_markdown
 from lcmt_tf.run_dir.fork import MAY_DIFFER_AFTER_FORK
+
+# Validation errors this close are a tie (errors are in percent of a finite split).
+TIE = 1e-9
 
 # What a trial is judged on. Never a test error: see the module docstring.
 OBJECTIVE = "teacher_validation_error"
@@ -291,8 +295,20 @@ def search(
                 study.tell(number, state=optuna.trial.TrialState.FAIL)
             else:
                 study.tell(number, value)
-    best = study.best_trial
+    best = choose(study.trials)
     return {"number": best.number, "params": best.params, "value": best.value}
+
+
+def choose(trials: Sequence) -> object:
+    """The complete trial of lowest validation error; a tie (a validation split of a few
+    hundred images makes ties common) goes to the least Local Clustering: the smallest
+    `lc_weight` where the space has it, then the earliest trial."""
+    import optuna
+
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    lowest = min(t.value for t in complete)
+    tied = [t for t in complete if t.value <= lowest + TIE]
+    return min(tied, key=lambda t: (t.params.get("lc_weight", 0.0), t.number))
 
 
 def summarize(plan: TuningPlan, best: dict) -> dict:
