@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -28,7 +29,7 @@ from lcmt_tf.callbacks import (
     WeightRampup,
     evaluation_epochs,
 )
-from lcmt_tf.config import TrainConfig
+from lcmt_tf.config import METHODS, TrainConfig
 from lcmt_tf.data import ImageDataset, LabeledBatches, SemiSupervisedBatches
 from lcmt_tf.diagnostics import NAMES as DIAGNOSTICS
 from lcmt_tf.diagnostics import PSEUDO_LABEL_NAMES
@@ -85,6 +86,48 @@ def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
         nesterov=config.nesterov,
         weight_decay=config.weight_decay or None,
     )
+
+
+def _mean_teacher(config: TrainConfig, student, augmentation, shared: dict) -> MeanTeacher:
+    return MeanTeacher(student, augmentation, **shared)
+
+
+def _fixmatch(config: TrainConfig, student, augmentation, shared: dict) -> FixMatch:
+    strong = StrongAugmentation.matching(
+        augmentation,
+        num_ops=config.strong_num_ops,
+        magnitude=config.strong_magnitude,
+        cutout=config.strong_cutout,
+    )
+    return FixMatch(student, augmentation, strong, threshold=config.fixmatch_threshold, **shared)
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodParts:
+    """What one --method adds to a run: its model (from the student, the weak
+    augmentation and the settings every method shares), the callback that schedules
+    its unlabeled weight (λ1 or λu), and the diagnostics it logs beside
+    `lcmt_tf.diagnostics.NAMES`. A new method is one entry of `METHOD_PARTS`."""
+
+    build: Callable[[TrainConfig, keras.Model, Augmentation, dict], SemiSupervisedModel]
+    weight_schedule: Callable[[TrainConfig], WeightRampup]
+    diagnostics: tuple[str, ...] = ()
+
+
+METHOD_PARTS = {
+    "mean_teacher": MethodParts(
+        build=_mean_teacher,
+        weight_schedule=lambda config: ConsistencyRampup(
+            config.consistency_weight, config.consistency_rampup_epochs
+        ),
+    ),
+    "fixmatch": MethodParts(
+        build=_fixmatch,
+        weight_schedule=lambda config: UnlabeledWeightSchedule(config.unlabeled_weight, 0),
+        diagnostics=PSEUDO_LABEL_NAMES,
+    ),
+}
+assert tuple(METHOD_PARTS) == METHODS, "every --method (config.METHODS) has its parts"
 
 
 def build_model(
@@ -149,18 +192,7 @@ def build_model(
         lc_epsilon_batch_momentum=config.lc_epsilon_batch_momentum,
         lc_self_pairs=config.lc_self_pairs,
     )
-    if config.method == "fixmatch":
-        strong = StrongAugmentation.matching(
-            augmentation,
-            num_ops=config.strong_num_ops,
-            magnitude=config.strong_magnitude,
-            cutout=config.strong_cutout,
-        )
-        model = FixMatch(
-            student, augmentation, strong, threshold=config.fixmatch_threshold, **shared
-        )
-    else:
-        model = MeanTeacher(student, augmentation, **shared)
+    model = METHOD_PARTS[config.method].build(config, student, augmentation, shared)
     model.compile(
         optimizer=build_optimizer(config),
         # Keras runs a JAX step without jit op by op, which is many times slower.
@@ -278,9 +310,7 @@ def build_callbacks(
     evaluate_at = evaluation_epochs(config.eval_every, config.epochs)
     bundle = RunCallbacks(
         epoch=batches.epoch_callback(),
-        unlabeled=UnlabeledWeightSchedule(config.unlabeled_weight, 0)
-        if config.method == "fixmatch"
-        else ConsistencyRampup(config.consistency_weight, config.consistency_rampup_epochs),
+        unlabeled=METHOD_PARTS[config.method].weight_schedule(config),
         local_clustering=LocalClusteringSchedule(
             config.lc_weight,
             config.lc_start_epoch,
@@ -311,10 +341,9 @@ def build_callbacks(
         os.path.join(config.model_dir, HISTORY_FILE),
         extra_columns=(
             *error_names(evaluation_split),
-            *(DIAGNOSTICS if diagnostics is not None else ()),
             *(
-                PSEUDO_LABEL_NAMES
-                if diagnostics is not None and config.method == "fixmatch"
+                (*DIAGNOSTICS, *METHOD_PARTS[config.method].diagnostics)
+                if diagnostics is not None
                 else ()
             ),
         ),
