@@ -453,3 +453,30 @@ def test_a_setting_with_an_lc_twin_pairs_its_file_with_the_twin_and_names_its_me
     fixmatch = [{"config": {"method": "fixmatch"}}]
     assert [method_name(role, fixmatch) for role in ("mt", "mtlc")] == ["FixMatch", "FixMatch + LC"]
     assert [method_name(role) for role in ("mt", "mtlc")] == ["Mean Teacher", "MT + LC"]
+
+
+def test_a_table_of_runs_that_evaluated_a_validation_split_shows_no_best_test_error(tmp_path):
+    """Such runs select their best error on the validation split: results.json has no
+    teacher_best_test_error. The table still summarizes them (it stopped with a
+    KeyError at the end of a 10-seed study) and says why that column is empty."""
+    from lcmt_tf.experiments.runner import Run
+    from lcmt_tf.experiments.table import markdown, summarize
+
+    runs = []
+    for method, errors in (("mt", (6.0, 4.0)), ("mtlc", (5.0, 4.5))):
+        for seed, error in enumerate(errors):
+            directory = tmp_path / method / f"seed_{seed}"
+            fake_run(directory, error, error + 1, collapsed_at_end=False)
+            path = directory / "results.json"
+            results = json.loads(path.read_text())
+            del results["teacher_best_test_error"]
+            path.write_text(json.dumps({**results, "teacher_best_validation_error": 3.0}))
+            runs.append(Run("s", method, seed, str(directory), ()))
+    table = summarize(runs)
+    mt, lc = table["rows"]
+    assert mt["teacher_test_error_mean"] == pytest.approx(5.0)
+    assert mt["teacher_best_test_error_mean"] is None
+    assert table["paired"][0]["teacher_differences"] == pytest.approx([-1.0, 0.5])
+    text = markdown(table)
+    assert "| s | Mean Teacher | 0,1 | 5.00 ± 1.41 | 6.00 ± 1.41 | — |" in text
+    assert "evaluated a validation split" in text

@@ -12,6 +12,7 @@ evaluations (test-set selection) only in its own labelled column.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -34,6 +35,9 @@ from lcmt_tf.provenance import made_by_markdown
 
 DEFAULT_METHODS = ("mt", "mtlc")
 ERROR_KEYS = ("teacher_test_error", "student_test_error", "teacher_best_test_error")
+# A run that evaluated a validation split selected its best error there: it has no
+# best test error, and its rows show none (NaN, "—" in table.md).
+BEST_KEY = "teacher_best_test_error"
 
 
 def run_directory(root: str, setting: str, method: str, seed: int) -> str:
@@ -118,7 +122,8 @@ def error_row(names: dict, values: dict[int, dict]) -> dict:
     seeds = sorted(values)
     row: dict = {**names, "seeds": seeds}
     for key in ERROR_KEYS:
-        errors = [values[seed][key] for seed in seeds]
+        errors = [values[seed].get(key, math.nan) if key == BEST_KEY else values[seed][key]
+                  for seed in seeds]  # fmt: skip
         row[f"{key}_mean"], row[f"{key}_std"] = mean_std(errors)
         row[f"{key}s"] = errors
     row["wall_time_s"] = [values[seed]["wall_time_s"] for seed in seeds]
@@ -161,6 +166,12 @@ def markdown(table: dict) -> str:
             f"| {error_cell(row, 'student_test_error')} "
             f"| {error_cell(row, 'teacher_best_test_error')} |"
         )
+    if any(row[f"{BEST_KEY}_mean"] is None and row["seeds"] for row in table["rows"]):
+        lines += [
+            "",
+            "— in the best-over-evaluations column: those runs evaluated a validation split "
+            "during training, so they have no best test error.",
+        ]
     lines += [
         "",
         "Paired difference with LC − without LC (MT+LC − MT; FixMatch+LC − FixMatch), final "
