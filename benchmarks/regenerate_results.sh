@@ -8,7 +8,7 @@
 #                                                      #   figures tune
 #     bash benchmarks/regenerate_results.sh tables     # or some of them; also timings, best
 #                                                      #   on an otherwise idle machine:
-#                                                      #   speed lc_scaling folder_cache labeling
+#                                                      #   fixmatch speed lc_scaling folder_cache labeling
 #                                                      #   distributed
 #
 # The tables, sweeps, figures and tuning study took 2 h 17 min on 2 CPU cores that also ran
@@ -76,6 +76,35 @@ if wanted tune; then
     cp "$RUNS/digits_tune/digits/tune/tune.md" "$OUT/digits_tune.md"
     cp "$RUNS/digits_tune/digits/tune/confirm/bias.json" "$OUT/digits_tune_bias.json"
     cp "$RUNS/digits_tune/digits/tune/confirm/bias.png" "$FIGURES/digits_tune_bias.png"
+fi
+
+if wanted fixmatch; then
+    say "FixMatch and FixMatch + LC on digits (docs/results.md)"
+    lcmt experiment table --settings=digits_fixmatch --seeds=0-4 --fork \
+        --root="$RUNS/digits_fixmatch" --parallel=2
+    cp "$RUNS/digits_fixmatch/table.json" "$OUT/digits_fixmatch_table.json"
+    cp "$RUNS/digits_fixmatch/table.md" "$OUT/digits_fixmatch_table.md"
+    lcmt experiment bias --setting=digits_fixmatch --root="$RUNS/digits_fixmatch"
+    cp "$RUNS/digits_fixmatch/digits_fixmatch/bias.json" "$OUT/digits_fixmatch_bias.json"
+    say "the tuned FixMatch + LC study (docs/results.md)"
+    tuned="$RUNS/fixmatch_tune/digits_fixmatch/tune"
+    lcmt experiment tune --setting=digits_fixmatch --root="$RUNS/fixmatch_tune" --fork \
+        --set=validation_fraction=0.2 --space=lc_weight=log:0.1:10 \
+        --space=lc_epsilon_batch_quantile=float:0.01:0.3 '--space=lc_start_epoch=choice:20|40|60' \
+        --trials=16 --tune_seeds=0-1 --seeds=10-19 --parallel=2
+    lcmt experiment table --settings=digits --seeds=10-19 --fork --root="$RUNS/mt_seeds_10_19" \
+        --set=validation_fraction=0.2 --parallel=2
+    cp "$tuned/tune.json" "$OUT/digits_fixmatch_tune.json"
+    cp "$tuned/tune.md" "$OUT/digits_fixmatch_tune.md"
+    cp "$tuned/confirm/bias.json" "$OUT/digits_fixmatch_tune_bias.json"
+    chosen=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['best']['number'])" \
+        "$tuned/tune.json")
+    "$PYTHON" benchmarks/paired_runs.py --treated="$tuned/trial_$chosen" \
+        --treated_name="FixMatch + LC (trial $chosen)" --control="$tuned/mt" --control_name=FixMatch \
+        --metric=teacher_validation_error --output="$OUT/digits_fixmatch_tune_validation.json"
+    "$PYTHON" benchmarks/paired_runs.py --treated="$tuned/confirm/mt" --treated_name=FixMatch \
+        --control="$RUNS/mt_seeds_10_19/digits/mt" --control_name="Mean Teacher" \
+        --output="$OUT/digits_fixmatch_vs_mt.json"
 fi
 
 if wanted speed; then
