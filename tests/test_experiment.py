@@ -480,3 +480,31 @@ def test_a_table_of_runs_that_evaluated_a_validation_split_shows_no_best_test_er
     text = markdown(table)
     assert "| s | Mean Teacher | 0,1 | 5.00 ± 1.41 | 6.00 ± 1.41 | — |" in text
     assert "evaluated a validation split" in text
+
+
+def test_parallel_runs_report_whole_lines_one_at_a_time(tmp_path):
+    """The worker threads' lines reach `report` one at a time (print from two threads
+    at once ran two lines together)."""
+    import threading
+    import time
+
+    from lcmt_tf.experiments.runner import Run, execute
+
+    runs = []
+    for seed in range(4):
+        directory = tmp_path / f"seed_{seed}"
+        fake_run(directory, 5.0, 5.0, collapsed_at_end=False)
+        runs.append(Run("s", "mt", seed, str(directory), ()))
+    inside, overlapped, lines = threading.Event(), [], []
+
+    def report(line):
+        if inside.is_set():
+            overlapped.append(line)
+        inside.set()
+        time.sleep(0.05)
+        lines.append(line)
+        inside.clear()
+
+    assert execute(runs, parallel=4, report=report) == {run.model_dir: 0 for run in runs}
+    assert not overlapped
+    assert sorted(lines) == sorted(f"done   {run.model_dir} (finished earlier)" for run in runs)

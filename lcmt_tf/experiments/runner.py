@@ -234,6 +234,11 @@ def execute(
     lock = threading.Lock()
     running: dict[str, subprocess.Popen] = {}
     stopping = threading.Event()
+    said = threading.Lock()
+
+    def say(line: str) -> None:  # one whole line at a time from the worker threads
+        with said:
+            report(line)
 
     def one(run: Run) -> None:
         code = 1
@@ -251,17 +256,17 @@ def execute(
                 failed = outcomes.get(run.after) != 0
             if failed:
                 if not stopping.is_set():
-                    report(f"skip   {run.model_dir}: the run it forks from did not finish")
+                    say(f"skip   {run.model_dir}: the run it forks from did not finish")
                 return 1
         state = status(run)
         if state in ("finished", "stopped"):
-            report(f"done   {run.model_dir} ({state} earlier)")
+            say(f"done   {run.model_dir} ({state} earlier)")
             return 0 if state == "finished" else 1
         with lock:
             if stopping.is_set():  # nothing of a run is made once the command is stopping
                 return 1
             os.makedirs(os.path.dirname(run.model_dir) or ".", exist_ok=True)
-            report(f"{'resume' if state == 'unfinished' else 'start '} {run.model_dir}")
+            say(f"{'resume' if state == 'unfinished' else 'start '} {run.model_dir}")
             with open(f"{run.model_dir}.log", "a") as log:
                 process = subprocess.Popen(
                     [*TRAIN_COMMAND, *run.args],
@@ -274,7 +279,7 @@ def execute(
         with lock:
             running.pop(run.model_dir, None)
         outcome = "end   " if code == 0 else "STOP  " if stopping.is_set() else "FAILED"
-        report(f"{outcome} {run.model_dir} (exit {code}, log: {run.model_dir}.log)")
+        say(f"{outcome} {run.model_dir} (exit {code}, log: {run.model_dir}.log)")
         return code
 
     # Mean Teacher runs are queued first, so a waiting fork never holds the worker its
