@@ -90,7 +90,12 @@ def flag_files() -> str:
         if name.endswith("_common"):  # included by the others, not a setting of its own
             continue
         config = train_config([f"--flagfile={name}"]).to_dict()
-        lines.append(f"| `{name}` | " + " | ".join(_cell(config[c]) for c in columns) + " |")
+        cells = {c: _cell(config[c]) for c in columns}
+        if config["lc_weight"] and config["lc_epsilon_quantile"]:  # ε measured at LC's start
+            cells["lc_epsilon"] = f"{config['lc_epsilon_quantile']:g}-quantile at LC's start"
+        if config["lc_weight"] and config["lc_epsilon_batch_quantile"]:  # ε from each batch
+            cells["lc_epsilon"] = f"{config['lc_epsilon_batch_quantile']:g}-quantile per batch"
+        lines.append(f"| `{name}` | " + " | ".join(cells.values()) + " |")
     return "\n".join(lines)
 
 
