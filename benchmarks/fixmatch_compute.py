@@ -1,7 +1,7 @@
 """The compute a FixMatch setting needs, measured here and projected to the whole run.
 
     python benchmarks/fixmatch_compute.py --setting=cifar10_fixmatch_4000 \\
-        --set=dataset=folder:../shared/data/cifar10 --steps=3 \\
+        --set=dataset=folder:CIFAR10 --steps=3 \\
         --output=docs/results/cpu_fixmatch_cifar10_compute.json
 
 Resolves the setting's flag file (and its `_lc` twin, if there is one) as `lcmt train`
