@@ -6,7 +6,8 @@
 
 Resolves the setting's flag file (and its `_lc` twin, if there is one) as `lcmt train`
 does, loads the data and builds the model as the run will, and measures the mean time
-of `--steps` training steps after one warm-up step (`runner.measure_epoch_seconds`).
+of `--steps` training steps after one warm-up step (`runner.measure_step_seconds`, as
+`lcmt experiment --plan` measures).
 From it and from the network's size it reports, per step and for the run (FixMatch's
 steps, and the twin's steps after its fork):
 
@@ -26,7 +27,6 @@ Prints a summary; `--output` writes the JSON with the commands and the software 
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -50,24 +50,32 @@ def main(argv):
     import keras
 
     from lcmt_tf.benchmark import forward_flops
-    from lcmt_tf.builders import build_model
+    from lcmt_tf.builders import assign_full_weights, build_model, configure_backend
+    from lcmt_tf.cli import fail
     from lcmt_tf.data.training_data import load_training_data
-    from lcmt_tf.experiments.runner import measure_epoch_seconds, override_args
+    from lcmt_tf.errors import UserInputError
+    from lcmt_tf.experiments.runner import measure_step_seconds, override_args
+    from lcmt_tf.files import atomic_write_json
     from lcmt_tf.flagfiles import PACKAGED_FLAGS_DIR, train_config
     from lcmt_tf.provenance import made_by
 
-    extra = override_args(FLAGS.set)
-    config = train_config([f"--flagfile={FLAGS.setting}", *extra])
-    if config.method != "fixmatch":
-        sys.exit(f"--setting={FLAGS.setting} trains {config.method}, not fixmatch")
-    dataset, _, _, batches = load_training_data(config)
+    try:
+        extra = override_args(FLAGS.set)
+        config = train_config([f"--flagfile={FLAGS.setting}", *extra])
+        if config.method != "fixmatch":
+            fail(f"--setting={FLAGS.setting} trains {config.method}, not fixmatch")
+        dataset, _, _, batches = load_training_data(config)
+    except UserInputError as error:
+        fail(str(error))
     steps_per_epoch = len(batches)
-    student = build_model(config, dataset, batches[0]["labeled_images"]).student
-    flop_per_image = forward_flops(student)
+    configure_backend(config)
+    model = build_model(config, dataset, batches[0]["labeled_images"])
+    assign_full_weights(model, config)
+    flop_per_image = forward_flops(model.student)
     labeled = config.labeled_batch_size
     images_per_step = labeled + 2 * config.unlabeled_batch_size
     train_flop_per_step = 3.0 * flop_per_image * images_per_step
-    cpu_s_per_step = measure_epoch_seconds(config.to_dict(), FLAGS.steps) / steps_per_epoch
+    cpu_s_per_step = measure_step_seconds(model, batches, FLAGS.steps)
 
     twin_name = os.path.join(PACKAGED_FLAGS_DIR, f"{os.path.basename(FLAGS.setting)}_lc.txt")
     runs = {"fixmatch": config.epochs * steps_per_epoch}
@@ -118,9 +126,7 @@ def main(argv):
             f"GPU: {gpu} (assumed rates)"
         )
     if FLAGS.output:
-        with open(FLAGS.output, "w") as file:
-            json.dump(record, file, indent=2)
-            file.write("\n")
+        atomic_write_json(FLAGS.output, record)
 
 
 if __name__ == "__main__":

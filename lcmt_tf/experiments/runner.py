@@ -354,7 +354,13 @@ def measure_epoch_seconds(config: dict, steps: int = 3) -> float:
     configure_backend(settings)
     model = build_model(settings, dataset, batches[0]["labeled_images"])
     assign_full_weights(model, settings)
+    return measure_step_seconds(model, batches, steps) * len(batches)
+
+
+def measure_step_seconds(model, batches, steps: int = 3) -> float:
+    """The mean time of `steps` training steps of a compiled `model` on `batches`,
+    after one warm-up step (compilation)."""
     model.fit(batches, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
     start = time.perf_counter()
     model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
-    return (time.perf_counter() - start) / steps * len(batches)
+    return (time.perf_counter() - start) / steps
