@@ -14,7 +14,6 @@ seeds (label split and initialization) but were not made by one command.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -34,27 +33,22 @@ FLAGS = flags.FLAGS
 
 def finished(folder: str, metric: str) -> dict[int, float]:
     """{seed: metric} of the completed runs under `folder`."""
+    from lcmt_tf.experiments.runner import read_results
+
     values = {}
     for name in sorted(os.listdir(folder)):
         match = re.fullmatch(r"seed_(\d+)", name)
-        path = os.path.join(folder, name, "results.json")
-        if not match or not os.path.isfile(path):
-            continue
-        with open(path) as file:
-            results = json.load(file)
-        if results.get("completed"):
+        results = read_results(os.path.join(folder, name)) if match else None
+        if results and results.get("completed"):
             values[int(match.group(1))] = float(results[metric])
     return values
 
 
-def fail(message: str) -> None:
-    print(message, file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv):
     del argv
+    from lcmt_tf.cli import fail
     from lcmt_tf.experiments.statistics import mean_std, paired_difference
+    from lcmt_tf.files import atomic_write_json
     from lcmt_tf.provenance import made_by
 
     for folder in (FLAGS.treated, FLAGS.control):
@@ -91,9 +85,7 @@ def main(argv):
         f"95 % interval [{low:+.2f}, {high:+.2f}]"
     )
     if FLAGS.output:
-        with open(FLAGS.output, "w") as file:
-            json.dump(record, file, indent=2)
-            file.write("\n")
+        atomic_write_json(FLAGS.output, record)
 
 
 if __name__ == "__main__":

@@ -52,4 +52,6 @@ def test_no_common_seed_is_one_line_and_status_2(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert finished.returncode == 2
-    assert finished.stderr.strip().splitlines()[-1] == "no seed finished in both folders"
+    assert finished.stderr.strip().splitlines()[-1] == (
+        "paired_runs.py: error: no seed finished in both folders"
+    )
