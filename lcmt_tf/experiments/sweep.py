@@ -31,10 +31,12 @@ from lcmt_tf.experiments.runner import (
     unfinished,
 )
 from lcmt_tf.experiments.table import (
+    BEST_KEY,
     ERROR_COLUMNS,
     error_cell,
     error_row,
     incomplete_lines,
+    no_best_test_error_lines,
     run_directory,
 )
 from lcmt_tf.files import atomic_write_csv, atomic_write_json, atomic_write_text
@@ -175,8 +177,9 @@ def markdown(sweep: dict) -> str:
             f"| {error_cell(row, 'student_test_error')} "
             f"| {spread} "
             f"| {','.join(map(str, row['collapsed_seeds'])) or '—'} "
-            f"| {error_cell(row, 'teacher_best_test_error')} |"
+            f"| {error_cell(row, BEST_KEY)} |"
         )
+    lines += no_best_test_error_lines(sweep["rows"])
     return "\n".join(lines + incomplete_lines(sweep)) + "\n" + made_by_markdown(sweep)
 
 

@@ -138,6 +138,17 @@ def error_cell(row: dict, key: str) -> str:
     return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
 
 
+def no_best_test_error_lines(rows: list[dict]) -> list[str]:
+    """The line that says why a row with finished seeds shows no best test error."""
+    if not any(row[f"{BEST_KEY}_mean"] is None and row["seeds"] for row in rows):
+        return []
+    return [
+        "",
+        "— in the best-over-evaluations column: those runs evaluated a validation split "
+        "during training, so they have no best test error.",
+    ]
+
+
 def incomplete_lines(table: dict) -> list[str]:
     if not table["incomplete"]:
         return []
@@ -164,14 +175,9 @@ def markdown(table: dict) -> str:
             f"| {row['setting']} | {row['method_name']} | {seeds} "
             f"| {error_cell(row, 'teacher_test_error')} "
             f"| {error_cell(row, 'student_test_error')} "
-            f"| {error_cell(row, 'teacher_best_test_error')} |"
+            f"| {error_cell(row, BEST_KEY)} |"
         )
-    if any(row[f"{BEST_KEY}_mean"] is None and row["seeds"] for row in table["rows"]):
-        lines += [
-            "",
-            "— in the best-over-evaluations column: those runs evaluated a validation split "
-            "during training, so they have no best test error.",
-        ]
+    lines += no_best_test_error_lines(table["rows"])
     lines += [
         "",
         "Paired difference with LC − without LC (MT+LC − MT; FixMatch+LC − FixMatch), final "
